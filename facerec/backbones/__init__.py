@@ -1,0 +1,35 @@
+"""Face-embedding backbones, built by name from a registry (state_dict layouts as upstream)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} registered twice")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_backbone(name: str, **kwargs) -> nn.Module:
+    """A freshly initialised backbone: N×3×112×112 normalised RGB in, N×embedding_size out."""
+    try:
+        builder = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}") from None
+    return builder(**kwargs)
+
+
+from facerec.backbones import iresnet, mobilefacenet  # noqa: E402,F401  (registration)

@@ -1,0 +1,131 @@
+"""Typed parameters for every section of ``params.yaml``.
+
+Validation happens once, before any stage does work: an unknown key or a value of the
+wrong type raises :class:`ConfigError` naming the dotted key (``train.head.margin``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """params.yaml is invalid; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos until proven otherwise: refuse them instead of ignoring them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Section):
+    sets: dict[str, Path] = Field(
+        description="name -> folder of raw photos, one sub-folder per identity"
+    )
+    train_set: str = Field("train", description="which of `sets` trains the model")
+    eval_set: str = Field("lfw", description="which of `sets` holds the LFW images")
+    lfw_pairs: Path = Field(description="LFW View 2 pairs.txt")
+
+
+class DetectParams(_Section):
+    backend: Literal["mtcnn"] = "mtcnn"
+    min_face_size: int = Field(40, ge=8)
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_score: float = Field(0.9, ge=0.0, le=1.0)
+    subject_rule: Literal["largest", "central", "score"] = "largest"
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    min_image_side: int = Field(32, gt=0)
+    workers: int = Field(2, ge=1)
+
+
+class AlignParams(_Section):
+    size: Literal[112] = 112
+    jpeg_quality: int = Field(95, ge=50, le=100)
+
+
+class HeadParams(_Section):
+    type: Literal["arcface"] = "arcface"
+    scale: float = Field(64.0, gt=0)
+    margin: float = Field(0.5, ge=0.0, lt=3.14159)
+
+
+class TrainParams(_Section):
+    model_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    backbone: Literal["mobilefacenet", "iresnet18", "iresnet34", "iresnet50"] = "mobilefacenet"
+    embedding_size: int = Field(512, gt=0)
+    head: HeadParams = HeadParams()
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    min_images_per_identity: int = Field(2, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    num_threads: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class EvaluateParams(_Section):
+    flip: bool = True
+    batch_size: int = Field(128, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    num_threads: int = Field(2, ge=1)
+
+
+class BenchmarkParams(_Section):
+    warmup_runs: int = Field(10, ge=0)
+    timed_runs: int = Field(100, ge=1)
+    throughput_batch_sizes: list[int] = [1, 16, 64]
+    num_threads: int = Field(2, ge=1)
+
+
+class LeaderboardParams(_Section):
+    sort_by: str = "lfw_accuracy"
+
+
+class Params(_Section):
+    data: DataParams
+    detect: DetectParams = DetectParams()
+    align: AlignParams = AlignParams()
+    train: TrainParams
+    evaluate: EvaluateParams = EvaluateParams()
+    benchmark: BenchmarkParams = BenchmarkParams()
+    leaderboard: LeaderboardParams = LeaderboardParams()
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping; raise ConfigError naming every bad key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``. Relative data paths stay relative to its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; run from the project root") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, str(path))

@@ -1,0 +1,14 @@
+"""Logging set-up shared by the CLI and the stage scripts."""
+
+import logging
+import warnings
+
+from rich.logging import RichHandler
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(show_path=False, rich_tracebacks=False)], force=True)
+    # facenet-pytorch's MTCNN passes a deprecated argument to torch on every call.
+    warnings.filterwarnings("ignore", category=UserWarning, module="facenet_pytorch")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="facenet_pytorch")

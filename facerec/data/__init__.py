@@ -1,0 +1,1 @@
+"""Datasets: photo folders, image decoding, the LFW protocol."""

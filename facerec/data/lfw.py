@@ -1,0 +1,39 @@
+"""LFW's View 2 protocol file (``pairs.txt``): folds of matched and mismatched pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def lfw_image_path(name: str, number: str | int) -> str:
+    """Relative path of image ``number`` of ``name`` in the LFW folder layout."""
+    return f"{name}/{name}_{int(number):04d}.jpg"
+
+
+def read_pairs(path: str | Path) -> pd.DataFrame:
+    """Parse pairs.txt into columns fold, path1, path2, genuine (paths relative to the images root).
+
+    The first line gives the number of folds and of matched (= mismatched) pairs per fold;
+    each fold lists its matched pairs ``name i j`` then its mismatched pairs ``name1 i name2 j``.
+    """
+    path = Path(path)
+    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        folds, per_class = (int(value) for value in lines[0])
+    except (ValueError, IndexError):
+        raise ValueError(f"{path}:1: expected a header 'folds pairs_per_class', got {lines[:1]}") from None
+    expected = folds * per_class * 2
+    if len(lines) - 1 != expected:
+        raise ValueError(f"{path}: header promises {expected} pairs, file has {len(lines) - 1}")
+    rows = []
+    for line_number, fields in enumerate(lines[1:], start=2):
+        fold = (line_number - 2) // (2 * per_class)
+        if len(fields) == 3:
+            rows.append((fold, lfw_image_path(fields[0], fields[1]), lfw_image_path(fields[0], fields[2]), True))
+        elif len(fields) == 4:
+            rows.append((fold, lfw_image_path(fields[0], fields[1]), lfw_image_path(fields[2], fields[3]), False))
+        else:
+            raise ValueError(f"{path}:{line_number}: expected 3 or 4 fields, got {fields}")
+    return pd.DataFrame(rows, columns=["fold", "path1", "path2", "genuine"])

@@ -1,0 +1,30 @@
+"""Batched embedding extraction with insightface's flip test-time augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from facerec.data.aligned import normalise
+from facerec.hardware import use_bf16
+
+
+@torch.inference_mode()
+def embed_crops(model: nn.Module, crops: torch.Tensor, batch_size: int = 128, flip: bool = True,
+                precision: str = "fp32") -> np.ndarray:
+    """L2-normalised float32 embeddings N×D of uint8 RGB crops N×3×112×112.
+
+    With ``flip`` the embedding of the mirrored crop is added before normalising.
+    """
+    model.eval()
+    outputs = []
+    for start in tqdm(range(0, len(crops), batch_size), desc="embed", unit="batch", mininterval=10):
+        batch = normalise(crops[start:start + batch_size])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(precision)):
+            embedding = model(batch).float()
+            if flip:
+                embedding = embedding + model(batch.flip(-1)).float()
+        outputs.append(torch.nn.functional.normalize(embedding).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)

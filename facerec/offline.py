@@ -1,0 +1,25 @@
+"""Keep every tool we drive off the network: no telemetry, no update checks, no downloads.
+
+Set as process environment defaults (a user's explicit setting wins) before DVC, Prefect or
+ultralytics are imported, so child processes started by flows and tests inherit them too.
+"""
+
+import os
+
+OFFLINE_ENVIRONMENT = {
+    "DVC_NO_ANALYTICS": "1",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true"),
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "0",
+    "YOLO_VERBOSE": "False",
+    "HF_HUB_OFFLINE": "1",
+    "TORCH_HOME": os.environ.get("TORCH_HOME", os.path.expanduser("~/.cache/facerec/torch")),
+}
+
+
+def silence_network() -> None:
+    """Apply OFFLINE_ENVIRONMENT as defaults of this process's environment."""
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)

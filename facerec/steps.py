@@ -1,0 +1,114 @@
+"""One function per pipeline step: read inputs, call the library, write outputs atomically.
+
+Both the DVC stage scripts (``stages/``) and the ``facerec`` CLI call these, so a stage run
+and a command-line run produce identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from facerec.config import AlignParams, BenchmarkParams, DetectParams, EvaluateParams, TrainParams
+from facerec.io import read_table, write_json, write_table
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.parquet"
+REJECTS = "rejects.parquet"
+
+
+def detect(images: Path, out: Path, params: DetectParams) -> dict:
+    """Detect faces under ``images``; write OUT/manifest.parquet and OUT/rejects.parquet."""
+    from facerec.detection.folder import detect_folder
+
+    result = detect_folder(images, params)
+    write_table(out / MANIFEST, result.manifest)
+    write_table(out / REJECTS, result.rejects)
+    return result.summary()
+
+
+def align(images: Path, detections: Path, out: Path, params: AlignParams,
+          detect_params: DetectParams) -> dict:
+    """Write aligned 112×112 crops, OUT/manifest.parquet and OUT/rejects.parquet."""
+    from facerec.alignment import align_manifest
+
+    manifest = read_table(detections / MANIFEST)
+    aligned, rejects = align_manifest(images, manifest, out, params, detect_params)
+    write_table(out / MANIFEST, aligned)
+    write_table(out / REJECTS, rejects)
+    error = aligned["alignment_error"]
+    return {"faces": len(aligned), "rejected": len(rejects),
+            "identities": int(aligned["identity"].nunique()),
+            "alignment_error_mean_px": float(error.mean()) if len(error) else None,
+            "alignment_error_p95_px": float(error.quantile(0.95)) if len(error) else None}
+
+
+def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams) -> dict:
+    """Train a model on an aligned set; write the checkpoint and the per-step history."""
+    from facerec.data.aligned import read_aligned_manifest
+    from facerec.training import train_model
+
+    result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, checkpoint)
+    write_table(history_path, result.history.round(6))
+    return result.summary
+
+
+def _load_model(arch: str | None, checkpoint: Path) -> tuple[torch.nn.Module, dict]:
+    from facerec.zoo import load_pretrained, read_checkpoint
+
+    payload = read_checkpoint(checkpoint)
+    arch = arch or payload.get("arch")
+    if arch is None:
+        raise ValueError(f"{checkpoint}: not a facerec checkpoint; name its architecture with --arch")
+    return load_pretrained(arch, checkpoint), payload
+
+
+def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: Path,
+             roc_path: Path, params: EvaluateParams) -> dict:
+    """LFW metrics of one model; writes its ROC curve to ``roc_path``."""
+    from facerec.data.aligned import load_crops, read_aligned_manifest
+    from facerec.data.lfw import read_pairs
+    from facerec.embedding import embed_crops
+    from facerec.evaluation import evaluate_lfw
+
+    torch.set_num_threads(params.num_threads)
+    model, _ = _load_model(arch, checkpoint)
+    aligned = read_aligned_manifest(aligned_dir)
+    embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
+                             params.batch_size, params.flip, params.precision)
+    metrics, roc = evaluate_lfw(aligned, embeddings, read_pairs(pairs_file))
+    write_table(roc_path, roc)
+    return metrics
+
+
+def benchmark(checkpoint: Path, arch: str | None, params: BenchmarkParams) -> dict:
+    """Latency, throughput, size, GFLOPs and Mparams of one model on this CPU."""
+    from facerec.benchmark import benchmark_model
+
+    torch.set_num_threads(params.num_threads)
+    model, payload = _load_model(arch, checkpoint)
+    classifier = sum(t.numel() for t in payload.get("head_state_dict", {}).values())
+    return benchmark_model(model, checkpoint, classifier, params.warmup_runs, params.timed_runs,
+                           params.throughput_batch_sizes)
+
+
+def leaderboard(evaluate_dir: Path, benchmark_dir: Path, out_dir: Path, sort_by: str) -> list[dict]:
+    """metrics/leaderboard.json, .md and .png from the per-model metrics files."""
+    from facerec.leaderboard import build_leaderboard, plot_leaderboard, to_markdown
+    from facerec.io import atomic_path
+
+    records = build_leaderboard(evaluate_dir, benchmark_dir, sort_by)
+    write_json(out_dir / "leaderboard.json", records)
+    with atomic_path(out_dir / "leaderboard.md") as tmp:
+        tmp.write_text(to_markdown(records))
+    plot_leaderboard(records, sort_by, out_dir / "leaderboard.png")
+    return records
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    write_json(path, metrics)
+    log.info("wrote %s: %s", path, json.dumps(metrics)[:500])

@@ -1,0 +1,15 @@
+"""DVC stage evaluate: LFW View 2 accuracy, ROC, EER, TAR@FAR and Rank-k of one model."""
+
+from pathlib import Path
+
+from _common import start
+
+from facerec import steps
+
+args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
+                               ("--aligned", {"type": Path, "required": True}),
+                               ("--roc", {"type": Path, "required": True}),
+                               ("--metrics", {"type": Path, "required": True})])
+metrics = steps.evaluate(args.checkpoint, None, args.aligned, params.data.lfw_pairs, args.roc,
+                         params.evaluate)
+steps.write_metrics(args.metrics, metrics)
