@@ -12,6 +12,12 @@ from facerec.metrics import identification_metrics, k_fold_accuracy, roc_curve, 
 log = logging.getLogger(__name__)
 
 
+def protocol_faces(aligned: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The aligned faces that appear in the protocol's pairs (the evaluation set), in path order."""
+    needed = set(pairs["path1"]) | set(pairs["path2"])
+    return aligned[aligned["source"].isin(needed)].sort_values("source").reset_index(drop=True)
+
+
 def protocol_scores(pairs: pd.DataFrame, embeddings: dict[str, np.ndarray]) -> pd.DataFrame:
     """Cosine scores of the protocol pairs whose two faces were both aligned.
 
@@ -50,7 +56,10 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
                  ) -> tuple[dict, pd.DataFrame]:
     """All LFW metrics for one model; returns (metrics, roc curve frame for plotting).
 
-    ``aligned`` is the align stage's manifest of the LFW set, row-aligned with ``embeddings``.
+    ``aligned`` lists the evaluation faces (see :func:`protocol_faces`), row-aligned with
+    ``embeddings``. The 10-fold accuracy follows pairs.txt; ROC-AUC, EER, accuracy and
+    TAR@FAR use every pair that can be formed among the evaluation faces; Rank-1/5 use
+    :func:`gallery_probe_split` on them.
     """
     by_source = dict(zip(aligned["source"], embeddings))
     scored = protocol_scores(pairs, by_source)

@@ -79,7 +79,8 @@ def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, fl
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The similarity threshold of highest accuracy on these pairs."""
+    """The similarity threshold of highest accuracy on these pairs (the highest such
+    threshold where several tie)."""
     labels = np.asarray(labels).astype(bool)
     fpr, tpr, thresholds = roc_curve(scores, labels)
     _, index = best_accuracy(fpr, tpr, int(labels.sum()), int((~labels).sum()))

@@ -73,14 +73,15 @@ def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: 
     from facerec.data.aligned import load_crops, read_aligned_manifest
     from facerec.data.lfw import read_pairs
     from facerec.embedding import embed_crops
-    from facerec.evaluation import evaluate_lfw
+    from facerec.evaluation import evaluate_lfw, protocol_faces
 
     torch.set_num_threads(params.num_threads)
     model, _ = _load_model(arch, checkpoint)
-    aligned = read_aligned_manifest(aligned_dir)
+    pairs = read_pairs(pairs_file)
+    aligned = protocol_faces(read_aligned_manifest(aligned_dir), pairs)
     embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
                              params.batch_size, params.flip, params.precision)
-    metrics, roc = evaluate_lfw(aligned, embeddings, read_pairs(pairs_file))
+    metrics, roc = evaluate_lfw(aligned, embeddings, pairs)
     write_table(roc_path, roc)
     return metrics
 

@@ -38,9 +38,10 @@ def select_training_faces(aligned: pd.DataFrame, min_images: int) -> pd.DataFram
     """Faces of identities with at least ``min_images`` crops, labelled 0..C-1 in sorted order."""
     counts = aligned.groupby("identity")["path"].transform("size")
     kept = aligned[counts >= min_images].sort_values("path").reset_index(drop=True)
-    if kept.empty:
-        raise ValueError(f"no identity has {min_images} or more aligned faces to train on")
     identities = sorted(kept["identity"].unique())
+    if len(identities) < 2:
+        raise ValueError(f"{len(identities)} identities have {min_images} or more aligned faces; "
+                         "a classifier needs at least 2")
     kept["label"] = kept["identity"].map({name: index for index, name in enumerate(identities)})
     return kept
 

@@ -6,8 +6,14 @@ from _common import start
 
 from facerec import steps
 
-args, params = start(__doc__, [("set", {}), ("--detections", {"type": Path, "required": True}),
-                               ("--out", {"type": Path, "required": True}),
-                               ("--metrics", {"type": Path, "required": True})])
-summary = steps.align(params.data.sets[args.set], args.detections, args.out, params.align, params.detect)
-steps.write_metrics(args.metrics, summary)
+
+def main() -> None:
+    args, params = start(__doc__, [("set", {}), ("--detections", {"type": Path, "required": True}),
+                                   ("--out", {"type": Path, "required": True}),
+                                   ("--metrics", {"type": Path, "required": True})])
+    summary = steps.align(params.data.sets[args.set], args.detections, args.out, params.align, params.detect)
+    steps.write_metrics(args.metrics, summary)
+
+
+if __name__ == "__main__":  # the detector's worker processes re-import this file
+    main()

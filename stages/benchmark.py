@@ -6,6 +6,12 @@ from _common import start
 
 from facerec import steps
 
-args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
-                               ("--metrics", {"type": Path, "required": True})])
-steps.write_metrics(args.metrics, steps.benchmark(args.checkpoint, None, params.benchmark))
+
+def main() -> None:
+    args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
+                                   ("--metrics", {"type": Path, "required": True})])
+    steps.write_metrics(args.metrics, steps.benchmark(args.checkpoint, None, params.benchmark))
+
+
+if __name__ == "__main__":  # the detector's worker processes re-import this file
+    main()

@@ -6,7 +6,13 @@ from _common import start
 
 from facerec import steps
 
-args, params = start(__doc__, [("set", {}), ("--out", {"type": Path, "required": True}),
-                               ("--metrics", {"type": Path, "required": True})])
-summary = steps.detect(params.data.sets[args.set], args.out, params.detect)
-steps.write_metrics(args.metrics, summary)
+
+def main() -> None:
+    args, params = start(__doc__, [("set", {}), ("--out", {"type": Path, "required": True}),
+                                   ("--metrics", {"type": Path, "required": True})])
+    summary = steps.detect(params.data.sets[args.set], args.out, params.detect)
+    steps.write_metrics(args.metrics, summary)
+
+
+if __name__ == "__main__":  # the detector's worker processes re-import this file
+    main()

@@ -6,10 +6,16 @@ from _common import start
 
 from facerec import steps
 
-args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
-                               ("--aligned", {"type": Path, "required": True}),
-                               ("--roc", {"type": Path, "required": True}),
-                               ("--metrics", {"type": Path, "required": True})])
-metrics = steps.evaluate(args.checkpoint, None, args.aligned, params.data.lfw_pairs, args.roc,
-                         params.evaluate)
-steps.write_metrics(args.metrics, metrics)
+
+def main() -> None:
+    args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
+                                   ("--aligned", {"type": Path, "required": True}),
+                                   ("--roc", {"type": Path, "required": True}),
+                                   ("--metrics", {"type": Path, "required": True})])
+    metrics = steps.evaluate(args.checkpoint, None, args.aligned, params.data.lfw_pairs, args.roc,
+                             params.evaluate)
+    steps.write_metrics(args.metrics, metrics)
+
+
+if __name__ == "__main__":  # the detector's worker processes re-import this file
+    main()

@@ -6,7 +6,13 @@ from _common import start
 
 from facerec import steps
 
-args, params = start(__doc__, [("--evaluations", {"type": Path, "required": True}),
-                               ("--benchmarks", {"type": Path, "required": True}),
-                               ("--out", {"type": Path, "required": True})])
-steps.leaderboard(args.evaluations, args.benchmarks, args.out, params.leaderboard.sort_by)
+
+def main() -> None:
+    args, params = start(__doc__, [("--evaluations", {"type": Path, "required": True}),
+                                   ("--benchmarks", {"type": Path, "required": True}),
+                                   ("--out", {"type": Path, "required": True})])
+    steps.leaderboard(args.evaluations, args.benchmarks, args.out, params.leaderboard.sort_by)
+
+
+if __name__ == "__main__":  # the detector's worker processes re-import this file
+    main()

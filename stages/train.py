@@ -6,9 +6,15 @@ from _common import start
 
 from facerec import steps
 
-args, params = start(__doc__, [("--aligned", {"type": Path, "required": True}),
-                               ("--checkpoint", {"type": Path, "required": True}),
-                               ("--history", {"type": Path, "required": True}),
-                               ("--metrics", {"type": Path, "required": True})])
-summary = steps.train(args.aligned, args.checkpoint, args.history, params.train)
-steps.write_metrics(args.metrics, summary)
+
+def main() -> None:
+    args, params = start(__doc__, [("--aligned", {"type": Path, "required": True}),
+                                   ("--checkpoint", {"type": Path, "required": True}),
+                                   ("--history", {"type": Path, "required": True}),
+                                   ("--metrics", {"type": Path, "required": True})])
+    summary = steps.train(args.aligned, args.checkpoint, args.history, params.train)
+    steps.write_metrics(args.metrics, summary)
+
+
+if __name__ == "__main__":  # the detector's worker processes re-import this file
+    main()

@@ -1,0 +1,114 @@
+"""Shared fixtures: the real data in ../shared/data and small real projects built from it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import facerec  # noqa: F401  (silences telemetry for every subprocess the tests start)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
+CELEBA = SHARED_DATA / "celeba_subset"
+LFW = SHARED_DATA / "lfw"
+PROJECT_FILES = ["facerec", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".gitignore"]
+
+
+# The tools the tests drive (dvc, prefect) are the ones installed beside this interpreter.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
+def pytest_configure(config) -> None:
+    if not CELEBA.is_dir() or not LFW.is_dir():
+        raise pytest.UsageError(f"the shared data is missing: expected {CELEBA} and {LFW}")
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; on failure show it in the assertion."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
+                             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
+    return result
+
+
+def write_small_lfw(target: Path, pairs_per_class: int) -> None:
+    """A real LFW subset: the first ``pairs_per_class`` matched and mismatched pairs of each
+    of the 10 folds of pairs.txt, with only the images those pairs name."""
+    lines = (LFW / "pairs.txt").read_text().splitlines()
+    folds, per_class = (int(v) for v in lines[0].split())
+    kept = []
+    for fold in range(folds):
+        start = 1 + fold * 2 * per_class
+        kept += lines[start:start + pairs_per_class]
+        kept += lines[start + per_class:start + per_class + pairs_per_class]
+    names = set()
+    for line in kept:
+        fields = line.split()
+        names.update([fields[0]] if len(fields) == 3 else [fields[0], fields[2]])
+    (target / "images").mkdir(parents=True)
+    for name in sorted(names):
+        shutil.copytree(LFW / "images" / name, target / "images" / name)
+    (target / "pairs.txt").write_text(f"{folds}\t{pairs_per_class}\n" + "\n".join(kept) + "\n")
+
+
+def write_small_train_set(target: Path, identities: int) -> None:
+    """The first ``identities`` CelebA identity folders, plus two files that must be rejected."""
+    for folder in sorted(CELEBA.iterdir())[:identities]:
+        shutil.copytree(folder, target / folder.name)
+    first = sorted(target.iterdir())[0]
+    (first / "notes.txt").write_text("not a photo\n")
+    photo = sorted(first.glob("*.jpg"))[0].read_bytes()
+    (first / "truncated.jpg").write_bytes(photo[: len(photo) // 3])
+
+
+def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) -> Path:
+    """A git + DVC repository with this project's pipeline and params pointed at a small
+    real subset of the shared data: real detector, real training, real LFW pairs."""
+    project = root / "project"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, project / name)
+    write_small_train_set(root / "data" / "train", identities)
+    write_small_lfw(root / "data" / "lfw", pairs_per_class)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["sets"] = {"train": str(root / "data" / "train"), "lfw": str(root / "data" / "lfw" / "images")}
+    params["data"]["lfw_pairs"] = str(root / "data" / "lfw" / "pairs.txt")
+    params["train"].update(epochs=1, batch_size=32, warmup_epochs=0.2)
+    params["benchmark"].update(warmup_runs=3, timed_runs=20, throughput_batch_sizes=[8])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], project)
+    run(["git", "config", "user.email", "test@facerec.local"], project)
+    run(["git", "config", "user.name", "facerec test"], project)
+    run(["dvc", "init", "-q", "-f"], project)
+    shutil.copy2(PROJECT_ROOT / ".dvc" / "config", project / ".dvc" / "config")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "small project"], project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def small_project(tmp_path_factory) -> Path:
+    """A small real project whose full pipeline has been run once with ``dvc repro``."""
+    project = make_project(tmp_path_factory.mktemp("e2e"))
+    result = run(["dvc", "repro"], project)
+    (project / "first_repro.log").write_text(result.stdout + result.stderr)
+    return project
+
+
+@pytest.fixture(autouse=True)
+def _offline_environment(monkeypatch) -> None:
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setitem(os.environ, "DO_NOT_TRACK", "1")

@@ -1,0 +1,61 @@
+"""params.yaml is validated before any work, and errors name the offending key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facerec.config import ConfigError, load_params, parse_params
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_params() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def test_the_committed_params_are_valid():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert params.train.head.scale == 64.0 and params.train.head.margin == 0.5
+    assert set(params.data.sets) >= {params.data.train_set, params.data.eval_set}
+
+
+def test_an_unknown_key_is_named():
+    raw = _default_params()
+    raw["train"]["head"]["margn"] = 0.4
+    with pytest.raises(ConfigError, match=r"train\.head\.margn: unknown key"):
+        parse_params(raw)
+
+
+def test_a_wrong_type_is_named_with_the_value():
+    raw = _default_params()
+    raw["train"]["epochs"] = "many"
+    raw["detect"]["workers"] = 0
+    with pytest.raises(ConfigError) as error:
+        parse_params(raw)
+    assert "train.epochs" in str(error.value) and "'many'" in str(error.value)
+    assert "detect.workers" in str(error.value)
+
+
+def test_an_unknown_section_is_named():
+    raw = _default_params()
+    raw["evalute"] = {"flip": False}
+    with pytest.raises(ConfigError, match="evalute: unknown key"):
+        parse_params(raw)
+
+
+def test_a_stage_stops_before_any_work_on_a_bad_key(tmp_path):
+    raw = _default_params()
+    raw["detect"]["min_face_sise"] = 30
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "stages" / "detect.py"), "train",
+         "--out", "out", "--metrics", "m.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "detect.min_face_sise: unknown key" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.json").exists()

@@ -1,0 +1,103 @@
+"""facerec.metrics agrees with scikit-learn and with brute force on the same scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+from facerec.metrics import (identification_metrics, k_fold_accuracy, roc_curve,
+                             verification_metrics)
+
+
+def _scores(seed: int, genuine: int, impostor: int, ties: bool = False):
+    rng = np.random.default_rng(seed)
+    scores = np.r_[rng.normal(0.6, 0.15, genuine), rng.normal(0.1, 0.15, impostor)]
+    if ties:
+        scores = np.round(scores, 2)
+    labels = np.r_[np.ones(genuine, bool), np.zeros(impostor, bool)]
+    order = rng.permutation(scores.size)
+    return scores[order], labels[order]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_roc_auc_and_tar_at_far_match_sklearn_roc(ties):
+    scores, labels = _scores(0, 3000, 20000, ties)
+    metrics = verification_metrics(scores, labels)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    fpr, tpr, _ = sklearn_roc_curve(labels, scores, drop_intermediate=False)
+    for key, far in [("tar_at_far_1e-2", 1e-2), ("tar_at_far_1e-3", 1e-3), ("tar_at_far_1e-4", 1e-4)]:
+        assert metrics[key] == pytest.approx(tpr[fpr <= far].max(), abs=1e-12)
+    ours = roc_curve(scores, labels)
+    np.testing.assert_allclose(ours[0], fpr)
+    np.testing.assert_allclose(ours[1], tpr)
+
+
+def test_eer_is_where_false_accepts_equal_false_rejects():
+    scores, labels = _scores(1, 5000, 5000)
+    eer = verification_metrics(scores, labels)["eer"]
+    thresholds = np.unique(scores)
+    far = np.array([(scores[~labels] >= t).mean() for t in thresholds])
+    frr = np.array([(scores[labels] < t).mean() for t in thresholds])
+    closest = np.argmin(np.abs(far - frr))
+    assert abs(eer - (far[closest] + frr[closest]) / 2) < 2e-3
+
+
+def test_accuracy_is_the_best_single_threshold_accuracy():
+    scores, labels = _scores(2, 400, 600, ties=True)
+    brute = max(np.mean((scores >= t) == labels) for t in np.r_[np.unique(scores), np.inf])
+    assert verification_metrics(scores, labels)["accuracy"] == pytest.approx(brute)
+
+
+def test_tar_at_far_is_null_without_enough_impostor_pairs():
+    scores, labels = _scores(3, 300, 3000)
+    metrics = verification_metrics(scores, labels)
+    assert metrics["tar_at_far_1e-2"] is not None and metrics["tar_at_far_1e-3"] is not None
+    assert metrics["tar_at_far_1e-4"] is None
+
+
+def test_perfect_separation_gives_perfect_figures():
+    metrics = verification_metrics(np.r_[np.full(10, 0.9), np.full(20000, 0.1)],
+                                   np.r_[np.ones(10), np.zeros(20000)])
+    assert metrics["roc_auc"] == 1.0 and metrics["eer"] == 0.0 and metrics["accuracy"] == 1.0
+    assert metrics["tar_at_far_1e-4"] == 1.0
+
+
+def test_k_fold_accuracy_picks_each_threshold_on_the_other_folds():
+    scores, labels = _scores(4, 300, 300, ties=True)
+    folds = np.arange(600) % 10
+    mean, std = k_fold_accuracy(scores, labels, folds)
+    # Equal training accuracies resolve to the highest threshold (the strictest one).
+    candidates = np.r_[np.inf, np.unique(scores)[::-1]]
+    per_fold = []
+    for fold in range(10):
+        train, test = folds != fold, folds == fold
+        train_accuracy = [np.mean((scores[train] >= t) == labels[train]) for t in candidates]
+        threshold = candidates[int(np.argmax(train_accuracy))]
+        per_fold.append(np.mean((scores[test] >= threshold) == labels[test]))
+    assert mean == pytest.approx(np.mean(per_fold)) and std == pytest.approx(np.std(per_fold))
+
+
+def test_identification_ranks_match_brute_force():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(30, 16))
+    gallery_ids = np.repeat(np.arange(30), 2)
+    gallery = centres[gallery_ids] + rng.normal(scale=0.8, size=(60, 16))
+    probe_ids = rng.integers(0, 30, 200)
+    probes = centres[probe_ids] + rng.normal(scale=0.8, size=(200, 16))
+    result = identification_metrics(gallery, gallery_ids, probes, probe_ids, chunk_size=37)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    similarity = unit(probes) @ unit(gallery).T
+    per_identity = np.stack([similarity[:, gallery_ids == i].max(1) for i in range(30)], axis=1)
+    ranks = (per_identity > per_identity[np.arange(200), probe_ids][:, None]).sum(1) + 1
+    assert result == {"rank1": pytest.approx(np.mean(ranks <= 1)), "rank5": pytest.approx(np.mean(ranks <= 5))}
+    assert 0 < result["rank1"] < result["rank5"] < 1
+
+
+def test_identification_refuses_probes_of_unknown_identities():
+    with pytest.raises(ValueError, match="missing from the gallery"):
+        identification_metrics(np.eye(2), ["a", "b"], np.eye(2), ["a", "c"])

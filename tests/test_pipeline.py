@@ -1,0 +1,80 @@
+"""The whole pipeline through the real `dvc repro` on a small real subset of the data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from conftest import run
+
+EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "roc_auc", "eer", "accuracy",
+                   "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5"}
+LEADERBOARD_KEYS = EVALUATION_KEYS | {"model", "latency_ms", "throughput_fps", "size_mb", "gflops", "mparams"}
+
+
+def _params(project: Path) -> dict:
+    return yaml.safe_load((project / "params.yaml").read_text())
+
+
+def test_every_input_file_is_accepted_or_rejected_with_a_reason(small_project):
+    for name, folder in _params(small_project)["data"]["sets"].items():
+        on_disk = {p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file()}
+        manifest = pd.read_parquet(small_project / "data" / "detections" / name / "manifest.parquet")
+        rejects = pd.read_parquet(small_project / "data" / "detections" / name / "rejects.parquet")
+        assert set(manifest["path"]).isdisjoint(rejects["path"])
+        assert sorted([*manifest["path"], *rejects["path"]]) == sorted(on_disk)
+        assert rejects["reason"].str.len().gt(0).all()
+    rejects = pd.read_parquet(small_project / "data" / "detections" / "train" / "rejects.parquet")
+    reasons = dict(zip(rejects["path"].str.rsplit("/", n=1).str[-1], rejects["reason"]))
+    assert reasons["notes.txt"].startswith("not an image")
+    assert "truncated" in reasons["truncated.jpg"]
+
+
+def test_aligned_faces_are_112_crops_of_the_detected_photos(small_project):
+    aligned_dir = small_project / "data" / "aligned" / "train"
+    aligned = pd.read_parquet(aligned_dir / "manifest.parquet")
+    detected = pd.read_parquet(small_project / "data" / "detections" / "train" / "manifest.parquet")
+    assert sorted(aligned["source"]) == sorted(detected["path"])
+    from PIL import Image
+    for path in aligned["path"].head(20):
+        with Image.open(aligned_dir / path) as crop:
+            assert crop.size == (112, 112) and crop.mode == "RGB"
+    assert aligned["alignment_error"].median() < 6.0
+
+
+def test_metrics_files_hold_every_leaderboard_figure(small_project):
+    model = _params(small_project)["train"]["model_name"]
+    evaluation = json.loads((small_project / "metrics" / "evaluate" / f"{model}.json").read_text())
+    assert EVALUATION_KEYS <= evaluation.keys()
+    assert 0.5 <= evaluation["lfw_accuracy"] <= 1.0
+    assert 0.0 <= evaluation["eer"] <= 0.5
+    board = json.loads((small_project / "metrics" / "leaderboard.json").read_text())
+    assert [record["model"] for record in board] == [model]
+    assert set(board[0]) == LEADERBOARD_KEYS
+    assert board[0]["lfw_accuracy"] == evaluation["lfw_accuracy"]
+    assert board[0]["latency_ms"] > 0 and board[0]["gflops"] > 0.1 and board[0]["mparams"] > 1
+    assert (small_project / "metrics" / "leaderboard.md").read_text().count(model) == 1
+    history = pd.read_csv(small_project / "metrics" / "train" / "history.csv")
+    assert {"step", "loss", "lr"} <= set(history.columns) and len(history) > 0
+
+
+def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project):
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], small_project).stdout
+    repro = run(["dvc", "repro"], small_project)
+    assert "Running stage" not in repro.stdout
+    shown = run(["dvc", "metrics", "show"], small_project).stdout
+    assert "lfw_accuracy" in shown and "latency_ms" in shown
+
+
+def test_changing_an_evaluation_parameter_reruns_only_what_depends_on_it(small_project):
+    params = _params(small_project)
+    params["evaluate"]["flip"] = not params["evaluate"]["flip"]
+    (small_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = run(["dvc", "repro"], small_project).stdout
+    ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
+    assert ran == {"evaluate", "leaderboard"}
+    diff = run(["dvc", "params", "diff"], small_project).stdout
+    assert "evaluate.flip" in diff
