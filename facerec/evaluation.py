@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from facerec.metrics import identification_metrics, k_fold_accuracy, roc_curve, verification_metrics
+from facerec.metrics import (FAR_TARGETS, identification_metrics, k_fold_accuracy, metrics_from_roc,
+                             roc_curve, verification_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,21 @@ def protocol_scores(pairs: pd.DataFrame, embeddings: dict[str, np.ndarray]) -> p
     return scored
 
 
-def all_pairs_scores(embeddings: np.ndarray, identities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and labels of every unordered pair of distinct faces (genuine = same identity)."""
-    rows, columns = np.triu_indices(len(embeddings), k=1)
-    scores = np.empty(rows.size, dtype=np.float32)
-    chunk = 5_000_000
-    for start in range(0, rows.size, chunk):
-        r, c = rows[start:start + chunk], columns[start:start + chunk]
-        scores[start:start + chunk] = np.einsum("ij,ij->i", embeddings[r], embeddings[c])
-    return scores, identities[rows] == identities[columns]
+def all_pairs_scores(embeddings: np.ndarray, identities: np.ndarray,
+                     block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels of every unordered pair of distinct faces (genuine = same identity).
+
+    Computed one block of rows at a time against the faces after it, so memory stays at
+    one block×N similarity matrix besides the N(N−1)/2 float32 scores themselves.
+    """
+    scores, labels = [], []
+    for start in range(0, len(embeddings), block):
+        stop = min(start + block, len(embeddings))
+        similarity = embeddings[start:stop] @ embeddings[start:].T
+        rows, columns = np.triu_indices(stop - start, k=1, m=len(embeddings) - start)
+        scores.append(similarity[rows, columns].astype(np.float32))
+        labels.append(identities[start:stop][rows] == identities[start:][columns])
+    return np.concatenate(scores), np.concatenate(labels)
 
 
 def gallery_probe_split(sources: pd.Series, identities: pd.Series) -> np.ndarray:
@@ -57,9 +64,9 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
     """All LFW metrics for one model; returns (metrics, roc curve frame for plotting).
 
     ``aligned`` lists the evaluation faces (see :func:`protocol_faces`), row-aligned with
-    ``embeddings``. The 10-fold accuracy follows pairs.txt; ROC-AUC, EER, accuracy and
-    TAR@FAR use every pair that can be formed among the evaluation faces; Rank-1/5 use
-    :func:`gallery_probe_split` on them.
+    ``embeddings``. The 10-fold accuracy, ROC-AUC, EER and best accuracy follow pairs.txt;
+    TAR@FAR (and the plotted ROC) use every pair that can be formed among the evaluation
+    faces; Rank-1/5 use :func:`gallery_probe_split` on them.
     """
     by_source = dict(zip(aligned["source"], embeddings))
     scored = protocol_scores(pairs, by_source)
@@ -69,11 +76,20 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
     accuracy, accuracy_std = k_fold_accuracy(scored["score"].to_numpy(), scored["genuine"].to_numpy(),
                                              scored["fold"].to_numpy())
     identities = aligned["identity"].to_numpy()
-    all_scores, all_labels = all_pairs_scores(embeddings, identities)
     metrics = {"lfw_accuracy": accuracy, "lfw_accuracy_std": accuracy_std}
-    metrics.update(verification_metrics(all_scores, all_labels))
+    # ROC-AUC, EER and best accuracy on the protocol's balanced pairs; on all pairs the
+    # impostors outnumber genuine pairs ~1000:1 and "accuracy" would only count impostors.
+    metrics.update(verification_metrics(scored["score"].to_numpy(), scored["genuine"].to_numpy()))
+    # TAR at low FAR needs many impostors: read it on every pair the faces can form.
+    all_scores, all_labels = all_pairs_scores(embeddings, identities)
     fpr, tpr, _ = roc_curve(all_scores, all_labels)
+    genuine = int(all_labels.sum())
+    impostors = int(all_labels.size - genuine)
     del all_scores, all_labels
+    every_pair = metrics_from_roc(fpr, tpr, genuine, impostors)
+    metrics.update({key: every_pair[key] for key in FAR_TARGETS})
+    metrics.update({"all_pairs_roc_auc": every_pair["roc_auc"], "all_pairs_eer": every_pair["eer"],
+                    "genuine_pairs": genuine, "impostor_pairs": impostors})
 
     counts = aligned.groupby("identity")["source"].transform("size").to_numpy()
     repeated = counts >= 2
@@ -85,7 +101,6 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
         "lfw_pairs_scored": int(len(scored)),
         "lfw_pairs_missing": int(missing),
         "faces": int(len(aligned)),
-        "genuine_pairs": int(aligned["identity"].value_counts().map(lambda n: n * (n - 1) // 2).sum()),
         "gallery_faces": int(gallery.sum()),
         "probe_faces": int(probe.sum()),
     })

@@ -66,7 +66,12 @@ def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, fl
     """
     labels = np.asarray(labels).ravel().astype(bool)
     fpr, tpr, _ = roc_curve(scores, labels)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
+    return metrics_from_roc(fpr, tpr, int(labels.sum()), int((~labels).sum()))
+
+
+def metrics_from_roc(fpr: np.ndarray, tpr: np.ndarray, positives: int, negatives: int
+                     ) -> dict[str, float | None]:
+    """:func:`verification_metrics` of an ROC already computed by :func:`roc_curve`."""
     result: dict[str, float | None] = {
         "roc_auc": float(np.trapezoid(tpr, fpr)),
         "eer": equal_error_rate(fpr, tpr),

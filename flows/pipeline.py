@@ -44,9 +44,9 @@ def run_stage(stage: str, project: Path) -> None:
     by hand in the same project delay this task instead of failing it.
     """
     logger = get_run_logger()
-    # The venv's bin first, so `dvc` and the stages' `python` are this interpreter's, even
-    # when a worker or `serve` was started without activating the venv. Unbuffered so the
-    # stage scripts' output reaches the log line by line, not at exit.
+    # DVC from this interpreter, and its bin first on PATH so the stages' `python` is this
+    # venv's too, even when `serve` or a worker was started without activating the venv.
+    # Unbuffered so the stage scripts' output reaches the log line by line, not at exit.
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,

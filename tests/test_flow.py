@@ -23,7 +23,7 @@ from uuid import UUID
 
 import pytest
 
-from flows.pipeline import face_pipeline  # first: applies the offline environment defaults
+from flows.pipeline import face_pipeline, select_stages  # first: applies the offline defaults
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -58,11 +58,12 @@ from pathlib import Path
 name, out, *inputs = sys.argv[1:]
 with open("runs.log", "a") as log:
     log.write(name + "\\n")
-Path(out).parent.mkdir(parents=True, exist_ok=True)
 if name == "leaderboard":
+    Path(out).mkdir(exist_ok=True)
     Path(out, "leaderboard.json").write_text(json.dumps({LEADERBOARD_ROWS!r}))
     Path(out, "leaderboard.md").write_text({LEADERBOARD_MD!r})
 else:
+    Path(out).parent.mkdir(exist_ok=True)
     Path(out).write_text("".join(Path(i).read_text() for i in inputs) + name + "\\n")
 '''
 
@@ -254,6 +255,23 @@ def _leaderboard_artifact_data(client: SyncPrefectClient, flow_run_id: UUID) -> 
     return artifacts[0].data
 
 
+def _start(arguments: list[str], log: Path, **env: str) -> subprocess.Popen:
+    """``python -m flows.pipeline <arguments>`` in its own process group, output into ``log``.
+
+    Output goes to a file, not a pipe: a run blocked on a full pipe while it holds the
+    flow lock would stall the other run waiting for that lock.
+    """
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.pipeline", *arguments],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def _wait_final(client: SyncPrefectClient, flow_run_id: UUID, timeout: float) -> FlowRun:
     deadline = time.monotonic() + timeout
     while True:
@@ -288,23 +306,6 @@ def test_flow_runs_stages_and_publishes_leaderboard_artifact(
     assert again.is_completed()
     assert again.result() == LEADERBOARD_ROWS
     assert _runs(tiny_project) == EXPECTED_RUNS
-
-
-def _start(arguments: list[str], log: Path, **env: str) -> subprocess.Popen:
-    """``python -m flows.pipeline <arguments>`` in its own process group, output into ``log``.
-
-    Output goes to a file, not a pipe: a run blocked on a full pipe while it holds the
-    flow lock would stall the other run waiting for that lock.
-    """
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "flows.pipeline", *arguments],
-            cwd=REPO_ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def test_deployment_run_triggered_through_server_completes(
@@ -355,7 +356,15 @@ def test_two_concurrent_runs_do_not_corrupt_the_project(
             _stop_group(run)
     for run, log in zip(runs, logs):
         assert run.returncode == 0, log.read_text()[-6000:]
+    # The runs overlapped and were serialised by the flow lock, not by luck of timing.
+    assert sum("Another face-pipeline run holds" in log.read_text() for log in logs) == 1
 
     assert _runs(tiny_project) == EXPECTED_RUNS
     _assert_outputs(tiny_project)
     _assert_up_to_date(tiny_project)
+
+
+def test_stage_subset_runs_in_pipeline_order_and_unknown_names_are_rejected() -> None:
+    assert select_stages(["leaderboard", "detect"]) == ["detect", "leaderboard"]
+    with pytest.raises(ValueError, match=r"'trian'.*'train'"):
+        select_stages(["detect", "trian"])
