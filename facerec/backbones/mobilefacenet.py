@@ -14,31 +14,16 @@ from facerec.backbones import register
 
 
 class ConvBlock(nn.Module):
-    """conv → BN → PReLU."""
+    """conv → BN → PReLU; with ``linear`` conv → BN only (a linear bottleneck)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1,
-                 padding: int = 0, groups: int = 1) -> None:
+                 padding: int = 0, groups: int = 1, linear: bool = False) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.PReLU(out_channels),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-class LinearBlock(nn.Module):
-    """conv → BN, no activation (a linear bottleneck)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1,
-                 padding: int = 0, groups: int = 1) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
+        layers = [nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False),
+                  nn.BatchNorm2d(out_channels)]
+        if not linear:
+            layers.append(nn.PReLU(out_channels))
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -54,7 +39,7 @@ class DepthWise(nn.Module):
         self.layers = nn.Sequential(
             ConvBlock(in_channels, hidden),
             ConvBlock(hidden, hidden, kernel=3, stride=stride, padding=1, groups=hidden),
-            LinearBlock(hidden, out_channels),
+            ConvBlock(hidden, out_channels, linear=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +63,7 @@ class GlobalDepthwiseEmbedding(nn.Module):
     def __init__(self, channels: int, embedding_size: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            LinearBlock(channels, channels, kernel=7, groups=channels),
+            ConvBlock(channels, channels, kernel=7, groups=channels, linear=True),
             nn.Flatten(),
             nn.Linear(channels, embedding_size, bias=False),
             nn.BatchNorm1d(embedding_size),
