@@ -120,19 +120,16 @@ def identification_metrics(gallery_emb: np.ndarray, gallery_ids, probe_emb: np.n
     if unknown:
         raise ValueError(f"probe identities missing from the gallery: {unknown[:5]}")
     truth = np.array([lookup[p] for p in probe_ids])
+    # Gallery grouped by identity, so one reduceat takes each identity's best match.
+    order = np.argsort(gallery_index, kind="stable")
+    gallery = gallery[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(gallery_index[order])) + 1]
     ranks = np.empty(len(truth), dtype=np.int64)
     for start in range(0, len(truth), chunk_size):
-        similarity = probes[start:start + chunk_size] @ gallery.T
-        per_identity = _max_per_identity(similarity, gallery_index, len(identities))
+        per_identity = np.maximum.reduceat(probes[start:start + chunk_size] @ gallery.T, starts, axis=1)
         true_score = per_identity[np.arange(per_identity.shape[0]), truth[start:start + chunk_size]]
         ranks[start:start + chunk_size] = (per_identity > true_score[:, None]).sum(1) + 1
     return {"rank1": float(np.mean(ranks <= 1)), "rank5": float(np.mean(ranks <= 5))}
-
-
-def _max_per_identity(similarity: np.ndarray, gallery_index: np.ndarray, n_identities: int) -> np.ndarray:
-    order = np.argsort(gallery_index, kind="stable")
-    starts = np.r_[0, np.flatnonzero(np.diff(gallery_index[order])) + 1]
-    return np.maximum.reduceat(similarity[:, order], starts, axis=1)[:, :n_identities]
 
 
 def _l2_normalise(embeddings: np.ndarray) -> np.ndarray:

@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import run
+
+# The session fixture runs the whole pipeline (about 5 minutes on 2 cores) inside the first test.
+pytestmark = pytest.mark.timeout(1800)
 
 EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "roc_auc", "eer", "accuracy",
                    "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5"}
