@@ -29,16 +29,10 @@ ALIGNED_COLUMNS = ["path", "source", "identity", "alignment_error"]
 
 def estimate_alignment(landmarks: np.ndarray) -> np.ndarray:
     """The 2×3 similarity transform (Umeyama least squares) taking 5 landmarks onto the template."""
-    transform = SimilarityTransform.from_estimate(np.asarray(landmarks, np.float64), ARCFACE_TEMPLATE) \
-        if hasattr(SimilarityTransform, "from_estimate") else _legacy_estimate(landmarks)
+    transform = SimilarityTransform.from_estimate(np.asarray(landmarks, np.float64), ARCFACE_TEMPLATE)
     if not transform:
         raise ValueError(f"degenerate landmarks, no similarity transform: {landmarks.tolist()}")
     return transform.params[:2]
-
-
-def _legacy_estimate(landmarks: np.ndarray) -> SimilarityTransform:
-    transform = SimilarityTransform()
-    return transform if transform.estimate(np.asarray(landmarks, np.float64), ARCFACE_TEMPLATE) else None
 
 
 def warp_landmarks(landmarks: np.ndarray, matrix: np.ndarray) -> np.ndarray:

@@ -10,12 +10,10 @@ OFFLINE_ENVIRONMENT = {
     "DVC_NO_ANALYTICS": "1",
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true"),
     "YOLO_OFFLINE": "1",
     "YOLO_AUTOINSTALL": "0",
     "YOLO_VERBOSE": "False",
     "HF_HUB_OFFLINE": "1",
-    "TORCH_HOME": os.environ.get("TORCH_HOME", os.path.expanduser("~/.cache/facerec/torch")),
 }
 
 
