@@ -22,6 +22,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+import yaml
 
 from flows.pipeline import face_pipeline, select_stages  # first: applies the offline defaults
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -368,3 +369,28 @@ def test_stage_subset_runs_in_pipeline_order_and_unknown_names_are_rejected() ->
     assert select_stages(["leaderboard", "detect"]) == ["detect", "leaderboard"]
     with pytest.raises(ValueError, match=r"'trian'.*'train'"):
         select_stages(["detect", "trian"])
+
+
+@pytest.mark.timeout(1800)  # builds the session's small real project on first use (~5 min)
+def test_flow_reruns_only_the_changed_part_of_the_real_pipeline(
+    client: SyncPrefectClient, small_project: Path
+) -> None:
+    params_file = small_project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["benchmark"]["timed_runs"] += 1
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    model = params["train"]["model_name"]
+    evaluation = small_project / "metrics" / "evaluate" / f"{model}.json"
+    benchmark = small_project / "metrics" / "benchmark" / f"{model}.json"
+    evaluated_at, benchmarked_at = evaluation.stat().st_mtime_ns, benchmark.stat().st_mtime_ns
+
+    state = face_pipeline(project=str(small_project), return_state=True)
+
+    flow_run = client.read_flow_run(state.state_details.flow_run_id)
+    assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
+    assert benchmark.stat().st_mtime_ns > benchmarked_at  # the real benchmark stage ran again
+    assert evaluation.stat().st_mtime_ns == evaluated_at  # evaluation did not depend on it
+    board = (small_project / "metrics" / "leaderboard.md").read_text()
+    assert _leaderboard_artifact_data(client, flow_run.id) == board and model in board
+    assert [row["model"] for row in state.result()] == [model]
+    _assert_up_to_date(small_project)
