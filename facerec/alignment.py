@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -14,7 +16,8 @@ from tqdm import tqdm
 
 from facerec.config import AlignParams, DetectParams
 from facerec.data.images import ImageRejected, load_rgb
-from facerec.detection.folder import landmarks_of
+from facerec.data.sources import photo_location
+from facerec.detection.folder import bounded_map, landmarks_of, subjects
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +55,63 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> tup
     return crop, error
 
 
-def aligned_name(source: str, taken: set[str]) -> str:
+def aligned_name(source: str, identity: str, taken: set[str]) -> str:
     """The aligned crop's relative path: the source path as .jpg, keeping the original
-    extension in the name only where two sources would otherwise collide."""
-    name = Path(source).with_suffix(".jpg").as_posix()
+    extension in the name only where two sources would otherwise collide. Paths that would
+    leave the output folder (absolute or with '..', possible in a photo list) are placed
+    under the identity's folder with a digest of the full path."""
+    parts = PurePosixPath(source).parts
+    if PurePosixPath(source).is_absolute() or ".." in parts:
+        digest = hashlib.blake2b(source.encode(), digest_size=4).hexdigest()
+        source = f"{identity}/{digest}-{parts[-1]}"
+    name = PurePosixPath(source).with_suffix(".jpg").as_posix()
     if name in taken:
         name = f"{source}.jpg"
     taken.add(name)
     return name
 
 
-def align_manifest(images_root: str | Path, manifest: pd.DataFrame, out_dir: str | Path,
-                   params: AlignParams, detect_params: DetectParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write one aligned JPEG per manifest row under ``out_dir``; return (aligned, rejects)."""
-    images_root, out_dir = Path(images_root), Path(out_dir)
-    all_landmarks = landmarks_of(manifest)
-    rows, rejects, taken = [], [], set()
-    for row, landmarks in tqdm(zip(manifest.itertuples(index=False), all_landmarks),
-                               total=len(manifest), desc=f"align {images_root.name}", unit="img",
-                               mininterval=5):
+def _align_chunk(task: tuple[Path, Path, list[dict], AlignParams, DetectParams]) -> list[dict]:
+    """Align and write the crops of a chunk of manifest rows: each row comes back with its
+    alignment error, or with the reason it could not be aligned."""
+    source, out_dir, rows, params, detect_params = task
+    for row in rows:
         try:
-            image = load_rgb(images_root / row.path, detect_params.max_image_pixels,
+            image = load_rgb(photo_location(source, row["source"]), detect_params.max_image_pixels,
                              detect_params.min_image_side)
-            crop, error = align_face(image, landmarks, params.size)
+            crop, row["alignment_error"] = align_face(image, np.asarray(row.pop("landmarks")), params.size)
         except (ImageRejected, ValueError) as reason:
-            rejects.append({"path": row.path, "identity": row.identity, "reason": str(reason)})
+            row["reason"] = str(reason)
             continue
-        name = aligned_name(row.path, taken)
-        target = out_dir / name
+        target = out_dir / row["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(crop).save(target, quality=params.jpeg_quality)
-        rows.append({"path": name, "source": row.path, "identity": row.identity,
-                     "alignment_error": error})
-    log.info("aligned %d faces into %s (%d rejected)", len(rows), out_dir, len(rejects))
-    return (pd.DataFrame(rows, columns=ALIGNED_COLUMNS),
+    return rows
+
+
+def align_manifest(source: str | Path, manifest: pd.DataFrame, out_dir: str | Path, params: AlignParams,
+                   detect_params: DetectParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write one aligned JPEG per photo's subject face under ``out_dir``, in
+    ``detect_params.workers`` threads; return (aligned, rejects).
+
+    Threads, not processes: decoding, warping and encoding all release the GIL, and a
+    process pool's start-up (importing torch in each) cost more than the work on small sets."""
+    source, out_dir = Path(source), Path(out_dir)
+    photos = subjects(manifest)
+    taken: set[str] = set()
+    tasks = [{"path": aligned_name(row.path, row.identity, taken), "source": row.path,
+              "identity": row.identity, "landmarks": landmarks.tolist()}
+             for row, landmarks in zip(photos.itertuples(index=False), landmarks_of(photos))]
+    chunks = [(source, out_dir, tasks[i:i + 64], params, detect_params) for i in range(0, len(tasks), 64)]
+    done: list[dict] = []
+    with ThreadPoolExecutor(detect_params.workers) as pool, \
+            tqdm(total=len(tasks), desc=f"align {source.name}", unit="img", mininterval=5) as progress:
+        for _, rows in bounded_map(pool, _align_chunk, chunks, 2 * detect_params.workers):
+            done.extend(rows)
+            progress.update(len(rows))
+    aligned = [row for row in done if "reason" not in row]
+    rejects = [{"path": row["source"], "identity": row["identity"], "reason": row["reason"]}
+               for row in done if "reason" in row]
+    log.info("aligned %d faces into %s (%d rejected)", len(aligned), out_dir, len(rejects))
+    return (pd.DataFrame(aligned, columns=ALIGNED_COLUMNS),
             pd.DataFrame(rejects, columns=["path", "identity", "reason"]))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -32,19 +32,42 @@ class DataParams(_Section):
 
 
 class DetectParams(_Section):
-    backend: Literal["mtcnn"] = "mtcnn"
+    backend: Literal["mtcnn", "yolo"] = Field(
+        "mtcnn", description="mtcnn (offline, weights inside facenet-pytorch) or yolo (weights file)")
+    weights: Path | None = Field(None, description="ultralytics YOLO face model (.pt), backend yolo only")
+    yolo_image_size: int = Field(640, ge=32, description="YOLO inference size in px")
     min_face_size: int = Field(40, ge=8)
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_score: float = Field(0.9, ge=0.0, le=1.0)
     subject_rule: Literal["largest", "central", "score"] = "largest"
+    whole_image_fallback: bool = Field(
+        False, description="photos that are already tight face crops: no face found -> the whole image")
     max_image_pixels: int = Field(40_000_000, gt=0)
     min_image_side: int = Field(32, gt=0)
+    max_detect_side: int = Field(
+        1600, ge=64, description="larger photos are shrunk to this long side for detection only")
     workers: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1, description="photos per detector call")
+    cache: Path | None = Field(
+        Path(".cache/facerec/detect.sqlite"),
+        description="results by file content, so reruns only detect new photos; null disables")
+
+    @model_validator(mode="after")
+    def _yolo_needs_weights(self) -> "DetectParams":
+        if self.backend == "yolo" and self.weights is None:
+            raise ValueError("backend yolo needs detect.weights: the path of a YOLO face model (.pt)")
+        return self
 
 
 class AlignParams(_Section):
     size: Literal[112] = 112
     jpeg_quality: int = Field(95, ge=50, le=100)
+
+
+class GateParams(_Section):
+    min_images_per_identity: int = Field(
+        5, ge=1, description="the training set fails its data gate if an identity has fewer photos")
+    min_pixel_std: float = Field(2.0, ge=0, description="an aligned crop with less contrast is blank")
 
 
 class HeadParams(_Section):
@@ -92,6 +115,7 @@ class Params(_Section):
     data: DataParams
     detect: DetectParams = DetectParams()
     align: AlignParams = AlignParams()
+    gate: GateParams = GateParams()
     train: TrainParams
     evaluate: EvaluateParams = EvaluateParams()
     benchmark: BenchmarkParams = BenchmarkParams()

@@ -14,6 +14,7 @@ OFFLINE_ENVIRONMENT = {
     "YOLO_AUTOINSTALL": "0",
     "YOLO_VERBOSE": "False",
     "HF_HUB_OFFLINE": "1",
+    "GX_ANALYTICS_ENABLED": "false",  # Great Expectations 1.24 sends nothing; the switch of other 1.x
 }
 
 

@@ -10,9 +10,10 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
 import torch
 
-from facerec.config import AlignParams, BenchmarkParams, DetectParams, EvaluateParams, TrainParams
+from facerec.config import AlignParams, BenchmarkParams, DetectParams, EvaluateParams, GateParams, TrainParams
 from facerec.io import read_table, write_json, write_table
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,11 @@ REJECTS = "rejects.parquet"
 
 
 def detect(images: Path, out: Path, params: DetectParams) -> dict:
-    """Detect faces under ``images``; write OUT/manifest.parquet and OUT/rejects.parquet."""
-    from facerec.detection.folder import detect_folder
+    """Detect faces in the photo set ``images`` (a folder or a CSV/parquet list); write
+    OUT/manifest.parquet (every face, subjects marked) and OUT/rejects.parquet."""
+    from facerec.detection.folder import detect_photos
 
-    result = detect_folder(images, params)
+    result = detect_photos(images, params)
     write_table(out / MANIFEST, result.manifest)
     write_table(out / REJECTS, result.rejects)
     return result.summary()
@@ -45,6 +47,47 @@ def align(images: Path, detections: Path, out: Path, params: AlignParams,
             "identities": int(aligned["identity"].nunique()),
             "alignment_error_mean_px": float(error.mean()) if len(error) else None,
             "alignment_error_p95_px": float(error.quantile(0.95)) if len(error) else None}
+
+
+def gate(name: str, images: Path, detections: Path, aligned_dir: Path, out_dir: Path,
+         params: GateParams, training_set: bool) -> dict:
+    """Validate one set's detections and aligned crops (Great Expectations) and draw its
+    contact sheets. Writes OUT/<name>.json (the verdict and failures, a stable file later
+    stages depend on), OUT/<name>.validation.json (GE's full results) and the sheets
+    OUT/<name>_aligned.png and OUT/<name>_rejects.png. Raises GateFailed when it fails."""
+    from facerec.contact_sheet import aligned_sheet, rejects_sheet
+    from facerec.data.sources import photo_location
+    from facerec.gate import GateFailed, validate_aligned, validate_detections
+
+    manifest, aligned = read_table(detections / MANIFEST), read_table(aligned_dir / MANIFEST)
+    results = [validate_detections(manifest, f"detections:{name}",
+                                   params.min_images_per_identity if training_set else None),
+               validate_aligned(aligned_dir, aligned, f"aligned:{name}", params.min_pixel_std)]
+    verdict = {"success": all(r.success for r in results),
+               **{r.name.split(":")[0]: {"success": r.success, "statistics": r.statistics,
+                                         "failures": r.failures} for r in results}}
+    write_json(out_dir / f"{name}.json", verdict)
+    write_json(out_dir / f"{name}.validation.json", {r.name: r.raw for r in results})
+    rejects = pd.concat([read_table(detections / REJECTS), read_table(aligned_dir / REJECTS)], ignore_index=True)
+    aligned_sheet(aligned_dir, aligned, out_dir / f"{name}_aligned.png")
+    rejects_sheet(rejects, lambda path: photo_location(images, path), out_dir / f"{name}_rejects.png")
+    for result in results:
+        log.info("%s", result.summary())
+        if not result.success:
+            raise GateFailed(result)
+    return verdict
+
+
+def detection_report(detect_dir: Path, align_dir: Path, params: DetectParams) -> dict:
+    """metrics/detect.json: per set, the detection rate, speed and alignment error."""
+    report = {"backend": params.backend, "min_score": params.min_score,
+              "subject_rule": params.subject_rule, "sets": {}}
+    for detected in sorted(detect_dir.glob("*.json")):
+        aligned_file = align_dir / detected.name
+        aligned = json.loads(aligned_file.read_text()) if aligned_file.exists() else {}
+        report["sets"][detected.stem] = {**json.loads(detected.read_text()), **{
+            key: aligned.get(key) for key in ("alignment_error_mean_px", "alignment_error_p95_px")}}
+    return report
 
 
 def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams) -> dict:

@@ -13,5 +13,5 @@ def main() -> None:
     steps.write_metrics(args.metrics, steps.benchmark(args.checkpoint, None, params.benchmark))
 
 
-if __name__ == "__main__":  # the detector's worker processes re-import this file
+if __name__ == "__main__":
     main()

@@ -14,5 +14,5 @@ def main() -> None:
     steps.write_metrics(args.metrics, summary)
 
 
-if __name__ == "__main__":  # the detector's worker processes re-import this file
+if __name__ == "__main__":  # the worker processes re-import this file
     main()

@@ -17,5 +17,5 @@ def main() -> None:
     steps.write_metrics(args.metrics, metrics)
 
 
-if __name__ == "__main__":  # the detector's worker processes re-import this file
+if __name__ == "__main__":
     main()

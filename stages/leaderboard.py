@@ -14,5 +14,5 @@ def main() -> None:
     steps.leaderboard(args.evaluations, args.benchmarks, args.out, params.leaderboard.sort_by)
 
 
-if __name__ == "__main__":  # the detector's worker processes re-import this file
+if __name__ == "__main__":
     main()

@@ -36,7 +36,7 @@ def test_detect_accounts_for_every_file_under_the_folder(tmp_path):
     assert reasons["person one/blank wall.png"].startswith("no face found")
     assert reasons["person one/empty.jpg"].startswith("not an image")
     assert reasons["person one/readme.txt"].startswith("not an image")
-    assert reasons["stray.jpg"] == "not inside an identity folder"
+    assert reasons["stray.jpg"].startswith("no identity")
     assert {"Ünïcode name/PHOTO 1.JPG", "looks_like_a_file.jpg/real.jpg"} <= set(manifest["path"])
     row = manifest.set_index("path").loc["Ünïcode name/PHOTO 1.JPG"]
     assert row["identity"] == "Ünïcode name" and 0.9 <= row["score"] <= 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -28,8 +29,10 @@ def test_every_input_file_is_accepted_or_rejected_with_a_reason(small_project):
         on_disk = {p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file()}
         manifest = pd.read_parquet(small_project / "data" / "detections" / name / "manifest.parquet")
         rejects = pd.read_parquet(small_project / "data" / "detections" / name / "rejects.parquet")
+        photos = manifest[manifest["subject"]]
         assert set(manifest["path"]).isdisjoint(rejects["path"])
-        assert sorted([*manifest["path"], *rejects["path"]]) == sorted(on_disk)
+        assert sorted([*photos["path"], *rejects["path"]]) == sorted(on_disk)
+        assert set(manifest["path"]) == set(photos["path"])  # other faces belong to accepted photos
         assert rejects["reason"].str.len().gt(0).all()
     rejects = pd.read_parquet(small_project / "data" / "detections" / "train" / "rejects.parquet")
     reasons = dict(zip(rejects["path"].str.rsplit("/", n=1).str[-1], rejects["reason"]))
@@ -41,12 +44,40 @@ def test_aligned_faces_are_112_crops_of_the_detected_photos(small_project):
     aligned_dir = small_project / "data" / "aligned" / "train"
     aligned = pd.read_parquet(aligned_dir / "manifest.parquet")
     detected = pd.read_parquet(small_project / "data" / "detections" / "train" / "manifest.parquet")
-    assert sorted(aligned["source"]) == sorted(detected["path"])
+    assert sorted(aligned["source"]) == sorted(detected.loc[detected["subject"], "path"])
     from PIL import Image
     for path in aligned["path"].head(20):
         with Image.open(aligned_dir / path) as crop:
             assert crop.size == (112, 112) and crop.mode == "RGB"
     assert aligned["alignment_error"].median() < 6.0
+
+
+def test_data_gates_pass_and_write_results_and_contact_sheets(small_project):
+    gates = small_project / "metrics" / "gate"
+    for name in _params(small_project)["data"]["sets"]:
+        verdict = json.loads((gates / f"{name}.json").read_text())
+        assert verdict["success"] and verdict["detections"]["statistics"]["evaluated_expectations"] > 20
+        raw = json.loads((gates / f"{name}.validation.json").read_text())
+        assert {f"detections:{name}", f"aligned:{name}"} == set(raw)
+        for sheet in ("aligned", "rejects"):
+            assert (gates / f"{name}_{sheet}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((small_project / "metrics" / "detect.json").read_text())
+    for figures in report["sets"].values():
+        assert 0.8 <= figures["detection_rate"] <= 1.0
+        assert figures["images_per_second"] > 0 and 0 < figures["alignment_error_mean_px"] < 6
+
+
+def test_a_failed_gate_stops_the_pipeline_before_training(small_project, tmp_path):
+    broken = tmp_path / "project"
+    shutil.copytree(small_project, broken, symlinks=True)
+    params = _params(small_project)
+    params["gate"]["min_images_per_identity"] = 1000
+    (broken / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repro = run(["dvc", "repro", "train"], broken, check=False)
+    assert repro.returncode != 0
+    output = repro.stdout + repro.stderr
+    assert "data gate failed" in output and "expect_column_values_to_be_between(column=images" in output
+    assert "Running stage 'train'" not in output
 
 
 def test_metrics_files_hold_every_leaderboard_figure(small_project):

@@ -1,92 +1,113 @@
-"""Find photos in identity folders and decode them safely into upright RGB uint8 arrays.
+"""Decode one photo file safely into an upright RGB uint8 array.
 
-Every file under a folder is either decodable into an image or answers with a
-:class:`ImageRejected` reason; nothing raises past this module for a bad file.
+Every file either decodes or raises :class:`ImageRejected`. Its message starts with a short,
+stable category followed by a colon, so that rejects can be counted by
+``reason.split(":")[0]``:
+
+- ``file not found``: nothing at the path (or a broken symbolic link);
+- ``not a file``: a directory, FIFO, socket or device;
+- ``unreadable file``: the operating system refuses to read it (permissions, I/O error);
+- ``not an image``: empty, text, or a format other than :data:`PHOTO_FORMATS`;
+- ``image too large``: more pixels than allowed, refused from the header alone;
+- ``image too small``: a side shorter than allowed;
+- ``unreadable image``: a recognised format that fails to decode (truncated, corrupt), or
+  any other error from PIL, with the exception type named.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+Image.init()
+# The formats a photo set may hold. Restricting PIL to them keeps Image.open to parsing
+# headers: some other plugins decode pixels while opening (ICO) or start external
+# programs (EPS). AVIF is kept only where this Pillow build can read it.
+PHOTO_FORMATS = tuple(name for name in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
+                      if name in Image.OPEN)
 
 
 class ImageRejected(Exception):
     """A file that cannot be used as a photo; ``str(error)`` is the reason recorded."""
 
 
-@dataclass(frozen=True)
-class PhotoFile:
-    """A file found under a photo folder. ``path`` is relative to that folder (POSIX style)."""
-
-    path: str
-    identity: str | None
-
-
-def iter_photo_files(root: str | Path) -> Iterator[PhotoFile]:
-    """Every regular file under ``root`` in sorted order; identity = first-level folder name.
-
-    Files directly in ``root`` have no identity (``None``) and are reported so that the
-    caller can reject them instead of silently dropping them.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: photo folder not found")
-    for folder, subdirs, files in os.walk(root, followlinks=True):
-        subdirs.sort()
-        relative_folder = Path(folder).relative_to(root)
-        for name in sorted(files):
-            relative = (relative_folder / name).as_posix()
-            identity = relative_folder.parts[0] if relative_folder.parts else None
-            yield PhotoFile(path=relative, identity=identity)
-
-
 def load_rgb(path: str | Path, max_pixels: int, min_side: int) -> np.ndarray:
-    """Decode ``path`` into an upright H×W×3 RGB uint8 array.
+    """Decode ``path`` into an upright H×W×3 RGB uint8 array (H×W after EXIF orientation).
 
-    EXIF orientation is applied, grey/CMYK/palette/alpha/16-bit images are converted to
-    8-bit RGB, and for animated files the first frame is used. The pixel count is checked
-    from the header before decoding so that a decompression bomb never reaches memory.
-    Raises ImageRejected with the reason for anything that is not a usable photo.
+    Conventions: EXIF orientation is applied; animated files (GIF, WebP, APNG) give their
+    first frame; transparent areas become white, as a viewer shows them; grey, 1-bit,
+    palette and CMYK become RGB; 16-bit grey is scaled from its full 0..65535 range; 32-bit
+    int and float grey ('I', 'F'), which have no fixed white level, are stretched from
+    their finite minimum..maximum to 0..255.
+
+    The pixel count is checked from the header before any pixel is decoded, so memory stays
+    proportional to ``max_pixels`` whatever the file claims. PIL's own ceiling
+    (twice ``Image.MAX_IMAGE_PIXELS``) still applies when ``max_pixels`` is above it.
+    Raises ImageRejected, with a categorised reason (see the module docstring), for
+    anything that is not a usable photo.
     """
+    _require_regular_file(path)
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}"
-                )
-            if min(width, height) < min_side:
-                raise ImageRejected(f"image too small: {width}x{height}, need at least {min_side} px a side")
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image.seek(0)
-                upright = ImageOps.exif_transpose(image)
-                return _to_rgb_array(upright)
+        file = open(path, "rb")
+    except OSError as error:
+        raise ImageRejected(f"unreadable file: {error.strerror}") from None
+    try:
+        with file, warnings.catch_warnings():
+            # Our limit replaces PIL's warning threshold: a photo under max_pixels is fine.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(file, formats=PHOTO_FORMATS) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageRejected(f"image too large: {width}x{height} is {width * height} pixels, "
+                                        f"over the limit of {max_pixels} (max_image_pixels)")
+                if min(width, height) < min_side:
+                    raise ImageRejected(f"image too small: {width}x{height}, under {min_side} px "
+                                        f"a side (min_image_side)")
+                return _to_rgb_array(ImageOps.exif_transpose(image))
     except ImageRejected:
         raise
     except UnidentifiedImageError:
-        raise ImageRejected("not an image: the file format is not recognised") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+        raise ImageRejected(f"not an image: not a {', '.join(PHOTO_FORMATS)} file") from None
+    except Image.DecompressionBombError as error:
+        raise ImageRejected(f"image too large: {error}") from None
+    except Exception as error:  # noqa: BLE001  (any decoder failure is this file's fault)
         raise ImageRejected(f"unreadable image: {type(error).__name__}: {error}") from None
 
 
+def _require_regular_file(path: str | Path) -> None:
+    """Reject what must not be opened: opening a FIFO for reading would block forever."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise ImageRejected("file not found: nothing at this path (or a broken link)") from None
+    except OSError as error:
+        raise ImageRejected(f"unreadable file: {error.strerror}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise ImageRejected("not a file: a directory")
+    if not stat.S_ISREG(status.st_mode):
+        raise ImageRejected("not a file: a FIFO, socket or device")
+    if status.st_size == 0:
+        raise ImageRejected("not an image: the file is empty")
+
+
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # PIL's convert("RGB") clips 16-bit values instead of rescaling them.
-        values = np.asarray(image, dtype=np.float64)
-        peak = max(values.max(), 1.0)
-        grey = (values * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent areas become white, as a viewer shows them, not black.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    if image.mode.startswith("I;16"):
+        grey = np.asarray(image).astype(np.float32) / 257.0  # 65535 / 257 = 255
+    elif image.mode in ("I", "F"):
+        values = np.asarray(image).astype(np.float64)
+        finite = values[np.isfinite(values)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+        scale = 255.0 / (high - low) if high > low else 0.0
+        grey = np.nan_to_num((values - low) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+    else:
+        if image.has_transparency_data:
+            white = Image.new("RGBA", image.size, "white")
+            image = Image.alpha_composite(white, image.convert("RGBA"))
+        return np.array(image.convert("RGB"), dtype=np.uint8)
+    grey = np.rint(grey).clip(0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)

@@ -1,7 +1,9 @@
-"""Run a detector over a folder of identity sub-folders and account for every file.
+"""Run a detector over a photo set and account for every file.
 
-Each file ends in exactly one of two tables: the manifest (one row per accepted photo,
-describing its subject face) or the rejects (path and reason).
+Each input file ends in exactly one of two tables: the manifest (one row per face found,
+the photo's subject marked) or the rejects (path and reason). Photos are streamed in
+batches to worker processes; results are cached by file content, so a rerun detects only
+the photos it has not seen.
 """
 
 from __future__ import annotations
@@ -9,25 +11,34 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from facerec.cache import ResultCache, file_digest, fingerprint
 from facerec.config import DetectParams
-from facerec.data.images import ImageRejected, PhotoFile, iter_photo_files, load_rgb
-from facerec.detection import Detector, Face
+from facerec.data.images import ImageRejected, load_rgb
+from facerec.data.sources import PhotoFile, iter_photos
+from facerec.detection import Detector, Face, build_detector
 
 log = logging.getLogger(__name__)
 
 LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
-MANIFEST_COLUMNS = ["path", "identity", "width", "height", "faces", "score",
-                    "x1", "y1", "x2", "y2", *LANDMARK_COLUMNS]
+MANIFEST_COLUMNS = ["path", "identity", "face", "subject", "faces", "width", "height", "score",
+                    "x1", "y1", "x2", "y2", *LANDMARK_COLUMNS, "whole_image"]
 REJECT_COLUMNS = ["path", "identity", "reason"]
+
+# Bump when a code change alters detection results, so that cached results are not reused.
+DETECTION_VERSION = 2
 
 
 @dataclass
@@ -35,99 +46,248 @@ class DetectionResult:
     manifest: pd.DataFrame
     rejects: pd.DataFrame
     seconds: float
+    cached: int = 0
 
     def summary(self) -> dict:
-        total = len(self.manifest) + len(self.rejects)
+        photos = self.manifest[self.manifest["subject"]]
+        total = len(photos) + len(self.rejects)
         reasons = self.rejects["reason"].str.split(":").str[0].value_counts()
         return {
             "files": total,
-            "accepted": len(self.manifest),
+            "accepted": len(photos),
             "rejected": len(self.rejects),
-            "detection_rate": len(self.manifest) / total if total else None,
-            "mean_score": float(self.manifest["score"].mean()) if len(self.manifest) else None,
-            "multi_face_photos": int((self.manifest["faces"] > 1).sum()),
+            "detection_rate": len(photos) / total if total else None,
+            "faces": len(self.manifest),
+            "multi_face_photos": int((photos["faces"] > 1).sum()),
+            "whole_image_photos": int(photos["whole_image"].sum()),
+            "mean_score": float(photos["score"].mean()) if len(photos) else None,
+            "from_cache": self.cached,
             "seconds": round(self.seconds, 1),
-            "ms_per_file": round(1000 * self.seconds / total, 1) if total else None,
+            "images_per_second": round(total / self.seconds, 1) if self.seconds else None,
             "reject_reasons": {str(k): int(v) for k, v in reasons.items()},
         }
 
 
-def choose_subject(faces: list[Face], width: int, height: int, rule: str) -> Face:
-    """The photo's subject among several faces: the largest box, the box nearest the
-    image centre, or the most confident detection."""
+def choose_subject(faces: list[Face], width: int, height: int, rule: str) -> int:
+    """Index of the photo's subject among several faces: the largest box, the box nearest
+    the image centre, or the most confident detection."""
     if rule == "largest":
-        return max(faces, key=lambda face: face.area)
+        return max(range(len(faces)), key=lambda i: faces[i].area)
     if rule == "score":
-        return max(faces, key=lambda face: face.score)
+        return max(range(len(faces)), key=lambda i: faces[i].score)
     if rule == "central":
-        centre = np.array([width / 2, height / 2])
-
         def distance(face: Face) -> float:
             x1, y1, x2, y2 = face.box
-            return float(np.hypot(*(np.array([(x1 + x2) / 2, (y1 + y2) / 2]) - centre)))
+            return float(np.hypot((x1 + x2 - width) / 2, (y1 + y2 - height) / 2))
 
-        return min(faces, key=distance)
+        return min(range(len(faces)), key=lambda i: distance(faces[i]))
     raise ValueError(f"unknown subject rule {rule!r}")
 
 
-_worker_detector: Detector | None = None
-_worker_params: DetectParams | None = None
-_worker_root: Path | None = None
+def detection_fingerprint(params: DetectParams) -> str:
+    """What a cached result depends on besides the photo: the detector, its settings, the code."""
+    settings = params.model_dump(mode="json", exclude={"workers", "batch_size", "cache"})
+    weights = file_digest(params.weights) if params.weights and Path(params.weights).is_file() else None
+    return fingerprint(DETECTION_VERSION, settings, weights)
 
 
-def _start_worker(params: DetectParams, root: Path) -> None:
-    global _worker_detector, _worker_params, _worker_root
-    from facerec.detection import build_detector
+# --- worker side -------------------------------------------------------------------------
 
-    # One thread per process: MTCNN's many small ops scale better across processes.
+_worker: dict = {}
+
+
+def _start_worker(params: DetectParams) -> None:
+    # One thread per process: the detector's many small ops scale better across processes.
     torch.set_num_threads(1)
-    _worker_detector, _worker_params, _worker_root = build_detector(params), params, root
+    cv2.setNumThreads(1)
+    _worker["params"] = params
+    _worker["detector"] = build_detector(params)
 
 
-def _detect_one(photo: PhotoFile) -> tuple[bool, dict]:
-    """(accepted, manifest row) or (False, reject row) for one file, in a worker process."""
-    params = _worker_params
-    try:
-        if photo.identity is None:
-            raise ImageRejected("not inside an identity folder")
-        image = load_rgb(_worker_root / photo.path, params.max_image_pixels, params.min_image_side)
-        height, width = image.shape[:2]
-        faces = [face for face in _worker_detector.detect(image) if face.score >= params.min_score]
-        if not faces:
-            raise ImageRejected(f"no face found with score >= {params.min_score}")
-    except ImageRejected as reason:
-        return False, {"path": photo.path, "identity": photo.identity, "reason": str(reason)}
-    subject = choose_subject(faces, width, height, params.subject_rule)
-    row = {"path": photo.path, "identity": photo.identity, "width": width, "height": height,
-           "faces": len(faces), "score": subject.score}
-    row.update(zip(("x1", "y1", "x2", "y2"), subject.box))
-    row.update(zip(LANDMARK_COLUMNS, subject.landmarks.reshape(-1).tolist()))
-    return True, row
+def _detect_photo_batch(batch: list[tuple[PhotoFile, str | None]]) -> list[dict]:
+    """The outcome for each (photo, digest) (faces, or a reject reason), in a worker process."""
+    photos = [photo for photo, _ in batch]
+    params: DetectParams = _worker["params"]
+    detector: Detector = _worker["detector"]
+    outcomes: dict[int, dict] = {}
+    images, waiting = [], []
+    for index, photo in enumerate(photos):
+        try:
+            images.append(load_rgb(photo.location, params.max_image_pixels, params.min_image_side))
+            waiting.append(index)
+        except ImageRejected as reason:
+            outcomes[index] = {"reject": str(reason)}
+    for index, image, faces in zip(waiting, images, _detect_images(detector, images, params.max_detect_side)):
+        outcomes[index] = _outcome(detector, image, faces, params)
+    return [outcomes[index] for index in range(len(photos))]
 
 
-def detect_folder(root: str | Path, params: DetectParams) -> DetectionResult:
-    """Detect the subject face of every photo under ``root`` (identity = first-level folder),
-    in ``params.workers`` processes; rows come back in sorted path order."""
-    root = Path(root)
-    accepted: list[dict] = []
-    rejected: list[dict] = []
+def _detect_images(detector: Detector, images: list[np.ndarray], max_side: int) -> list[list[Face]]:
+    """Detect on copies shrunk to ``max_side`` (large photos cost much more and gain
+    nothing for faces of the sizes we keep), with coordinates mapped back to the photo."""
+    factors = [min(1.0, max_side / max(image.shape[:2])) for image in images]
+    shrunk = [image if factor == 1.0 else
+              cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+              for image, factor in zip(images, factors)]
+    found = detector.detect_batch(shrunk)
+    return [[_rescale(face, factor) for face in faces] for faces, factor in zip(found, factors)]
+
+
+def _rescale(face: Face, factor: float) -> Face:
+    if factor == 1.0:
+        return face
+    # Box edges scale directly; landmarks are pixel centres, half a pixel inside the edge.
+    return Face(box=tuple(v / factor for v in face.box),
+                landmarks=((face.landmarks + 0.5) / factor - 0.5).astype(np.float32), score=face.score)
+
+
+def _outcome(detector: Detector, image: np.ndarray, faces: list[Face], params: DetectParams) -> dict:
+    """The cacheable result for one decoded photo: its size and faces, or a reject reason."""
+    height, width = image.shape[:2]
+    # A face whose eyes or mouth lie outside the photo is cut by its edge: no aligned crop
+    # of it is usable, and in a portrait it is someone beside the subject.
+    faces = [face for face in faces if face.score >= params.min_score and _landmarks_inside(face, width, height)]
+    whole_image = False
+    if not faces and params.whole_image_fallback:
+        box = np.array([[0, 0, width, height]], np.float32)
+        landmarks, scores = detector.landmarks_in_boxes(image, box)
+        if scores[0] >= params.thresholds[2]:
+            faces, whole_image = [Face(tuple(box[0].tolist()), landmarks[0], float(scores[0]))], True
+        else:
+            return {"reject": f"no face found: none detected, and the whole image is not a face "
+                              f"(landmarker probability {scores[0]:.2f} < {params.thresholds[2]})"}
+    if not faces:
+        return {"reject": f"no face found: none with score >= {params.min_score} and landmarks inside the photo"}
+    return {"width": width, "height": height, "whole_image": whole_image,
+            "faces": [{"box": [float(v) for v in face.box], "landmarks": face.landmarks.tolist(),
+                       "score": face.score} for face in faces]}
+
+
+def _landmarks_inside(face: Face, width: int, height: int) -> bool:
+    x, y = face.landmarks[:, 0], face.landmarks[:, 1]
+    return bool((x >= 0).all() and (x <= width - 1).all() and (y >= 0).all() and (y <= height - 1).all())
+
+
+# --- main process ------------------------------------------------------------------------
+
+def _photo_rows(photo: PhotoFile, outcome: dict, rule: str) -> list[dict]:
+    """Manifest rows of one photo: every face, most confident first, the subject marked."""
+    width, height = outcome["width"], outcome["height"]
+    faces = sorted((Face(tuple(f["box"]), np.asarray(f["landmarks"], np.float32), f["score"])
+                    for f in outcome["faces"]), key=lambda face: -face.score)
+    subject = choose_subject(faces, width, height, rule)
+    rows = []
+    for index, face in enumerate(faces):
+        x1, y1, x2, y2 = face.box
+        row = {"path": photo.path, "identity": photo.identity, "face": index, "subject": index == subject,
+               "faces": len(faces), "width": width, "height": height, "score": face.score,
+               # Boxes of faces cut by the photo's edge are kept inside the photo.
+               "x1": max(0.0, x1), "y1": max(0.0, y1), "x2": min(float(width), x2),
+               "y2": min(float(height), y2), "whole_image": outcome["whole_image"]}
+        row.update(zip(LANDMARK_COLUMNS, face.landmarks.reshape(-1).tolist()))
+        rows.append(row)
+    return rows
+
+
+def _batches(photos: Iterable[PhotoFile], size: int) -> Iterator[list[PhotoFile]]:
+    batch: list[PhotoFile] = []
+    for photo in photos:
+        batch.append(photo)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def bounded_map(pool: Executor, function: Callable, items: Iterable, in_flight: int) -> Iterator:
+    """pool.map that pulls ``items`` lazily: at most ``in_flight`` tasks wait at a time, so a
+    stream of a million photos never sits in memory as a list of tasks. Yields
+    (item, function(item)) in the order of ``items``."""
+    pending: deque = deque()
+    for item in items:
+        pending.append((item, pool.submit(function, item)))
+        if len(pending) >= in_flight:
+            item, future = pending.popleft()
+            yield item, future.result()
+    while pending:
+        item, future = pending.popleft()
+        yield item, future.result()
+
+
+def detect_photos(source: str | Path, params: DetectParams) -> DetectionResult:
+    """Detect every face in every photo of ``source`` (a folder of identity folders or a
+    CSV/parquet list) in ``params.workers`` processes; rows come back sorted by path.
+
+    Photos whose content already has a cached result under the same detector settings are
+    not decoded again; the worker processes start only if some photo needs detecting.
+    """
     started = time.perf_counter()
-    files = list(iter_photo_files(root))
-    log.info("detecting faces in %d files under %s with %d workers", len(files), root, params.workers)
-    # spawn, not fork: forking a process that already runs torch's thread pool can deadlock.
-    with ProcessPoolExecutor(params.workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(params, root)) as pool:
-        results = pool.map(_detect_one, files, chunksize=8)
-        for ok, row in tqdm(results, total=len(files), desc=f"detect {root.name}", unit="img",
-                            mininterval=5):
-            (accepted if ok else rejected).append(row)
+    rows: list[dict] = []
+    rejected: list[dict] = []
+    cache = ResultCache(params.cache, detection_fingerprint(params)) if params.cache else None
+    cached = 0
+
+    def record(photo: PhotoFile, outcome: dict) -> None:
+        if "reject" in outcome:
+            rejected.append({"path": photo.path, "identity": photo.identity, "reason": outcome["reject"]})
+        else:
+            rows.extend(_photo_rows(photo, outcome, params.subject_rule))
+
+    def uncached(progress: tqdm) -> Iterator[list[tuple[PhotoFile, str | None]]]:
+        """Batches of photos without a cached result; cached ones are recorded on the way."""
+        nonlocal cached
+        waiting: list[tuple[PhotoFile, str | None]] = []
+        for batch in _batches(iter_photos(source), params.batch_size):
+            for photo in batch:
+                if photo.reject_reason:
+                    record(photo, {"reject": photo.reject_reason})
+            batch = [photo for photo in batch if not photo.reject_reason]
+            digests = cache.digests(photo.location for photo in batch) if cache else [None] * len(batch)
+            known = cache.get_many(digests) if cache else {}
+            for photo, digest in zip(batch, digests):
+                if digest in known:
+                    record(photo, known[digest])
+                    cached += 1
+                    progress.update()
+                else:
+                    waiting.append((photo, digest))
+            while len(waiting) >= params.batch_size:
+                yield waiting[:params.batch_size]
+                waiting = waiting[params.batch_size:]
+        if waiting:
+            yield waiting
+
+    log.info("detecting faces under %s with %s in %d worker processes", source, params.backend, params.workers)
+    with tqdm(desc=f"detect {Path(source).name}", unit="img", mininterval=5) as progress:
+        batches = uncached(progress)
+        first = next(batches, None)
+        if first is not None:
+            # spawn, not fork: forking a process that already runs torch's threads can deadlock.
+            with ProcessPoolExecutor(params.workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_start_worker, initargs=(params,)) as pool:
+                jobs = (batch for batch in chain([first], batches))
+                for batch, outcomes in bounded_map(pool, _detect_photo_batch, jobs, 2 * params.workers):
+                    for (photo, _), outcome in zip(batch, outcomes):
+                        record(photo, outcome)
+                    if cache:
+                        cache.put_many({digest: outcome for (_, digest), outcome in zip(batch, outcomes) if digest})
+                    progress.update(len(batch))
+    if cache:
+        cache.close()
     result = DetectionResult(
-        manifest=pd.DataFrame(accepted, columns=MANIFEST_COLUMNS),
-        rejects=pd.DataFrame(rejected, columns=REJECT_COLUMNS),
-        seconds=time.perf_counter() - started,
+        manifest=pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values(["path", "face"], ignore_index=True),
+        rejects=pd.DataFrame(rejected, columns=REJECT_COLUMNS).sort_values("path", ignore_index=True),
+        seconds=time.perf_counter() - started, cached=cached,
     )
-    log.info("accepted %d, rejected %d in %.0f s", len(result.manifest), len(result.rejects), result.seconds)
+    log.info("accepted %d photos (%d faces), rejected %d, %d from the cache, in %.0f s",
+             result.manifest["subject"].sum(), len(result.manifest), len(result.rejects), cached, result.seconds)
     return result
+
+
+def subjects(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per accepted photo: its subject face."""
+    return manifest[manifest["subject"]].reset_index(drop=True)
 
 
 def landmarks_of(manifest: pd.DataFrame) -> np.ndarray:
