@@ -32,4 +32,4 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
     return builder(**kwargs)
 
 
-from facerec.backbones import iresnet, mobilefacenet  # noqa: E402,F401  (registration)
+from facerec.backbones import iresnet, mobilefacenet, adaface, topofr, vit  # noqa: E402,F401  (registration)
