@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from facerec import steps
 from facerec.config import (AlignParams, BenchmarkParams, ConfigError, DetectParams,
-                            EvaluateParams, LeaderboardParams, TrainParams, load_params)
+                            EvaluateParams, GateParams, LeaderboardParams, TrainParams, load_params)
 from facerec.console import setup_logging
 
 app = typer.Typer(help="Reproducible face recognition: detect, align, train, evaluate, benchmark, rank.",
@@ -49,11 +49,17 @@ def _main() -> None:
 
 
 @app.command()
-def detect(images: Annotated[Path, typer.Option(help="folder of identity sub-folders of photos")],
+def detect(images: Annotated[Path, typer.Option(
+               help="folder of identity sub-folders of photos, or a .csv/.parquet list with columns path, identity")],
            out: Annotated[Path, typer.Option(help="writes OUT/manifest.parquet and OUT/rejects.parquet")],
            params: ParamsOption = None) -> None:
-    """Detect the subject face and 5 landmarks of every photo under IMAGES."""
-    _print(steps.detect(images, out, _section(params, "detect", DetectParams)))
+    """Detect every face and its 5 landmarks in every photo of IMAGES; mark each photo's subject."""
+    from facerec.data.sources import PhotoSourceError
+
+    try:
+        _print(steps.detect(images, out, _section(params, "detect", DetectParams)))
+    except PhotoSourceError as error:
+        raise typer.BadParameter(str(error), param_hint="--images") from None
 
 
 @app.command()
@@ -64,6 +70,24 @@ def align(images: Annotated[Path, typer.Option(help="the folder given to detect"
     """Warp every detected face onto the ArcFace 112x112 template."""
     _print(steps.align(images, detections, out, _section(params, "align", AlignParams),
                        _section(params, "detect", DetectParams)))
+
+
+@app.command()
+def gate(name: Annotated[str, typer.Option(help="the set's name, used in the output file names")],
+         images: Annotated[Path, typer.Option(help="the photo set given to detect")],
+         detections: Annotated[Path, typer.Option(help="detect's output folder")],
+         aligned: Annotated[Path, typer.Option(help="align's output folder")],
+         out: Annotated[Path, typer.Option(help="folder for the verdict, GE results and contact sheets")] = Path("metrics/gate"),
+         training_set: Annotated[bool, typer.Option(help="also require gate.min_images_per_identity")] = False,
+         params: ParamsOption = None) -> None:
+    """Great Expectations checks of detections and aligned crops; exits 1 when one fails."""
+    from facerec.gate import GateFailed
+
+    try:
+        _print(steps.gate(name, images, detections, aligned, out, _section(params, "gate", GateParams), training_set))
+    except GateFailed as failure:
+        typer.echo(str(failure), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

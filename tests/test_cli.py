@@ -26,7 +26,8 @@ def test_detect_accounts_for_every_file_under_the_folder(tmp_path):
     (photos / "stray.jpg").write_bytes((photos / "Ünïcode name" / "PHOTO 1.JPG").read_bytes())
 
     result = subprocess.run([sys.executable, "-m", "facerec", "detect", "--images", str(photos),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)  # the default detection cache lands in the cwd
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet")

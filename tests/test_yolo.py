@@ -26,6 +26,9 @@ import torch
 from PIL import Image
 
 from conftest import LFW
+from facerec.alignment import align_manifest
+from facerec.config import AlignParams, DetectParams
+from facerec.detection.folder import detect_photos
 from facerec.detection.mtcnn import MtcnnDetector
 from facerec.detection.yolo import CONFIDENCE_FLOOR, YoloDetector
 from facerec.offline import OFFLINE_ENVIRONMENT
@@ -343,3 +346,19 @@ def test_detector_works_with_the_network_refused_and_keeps_ultralytics_settings_
     assert (settings.parent / "Arial.Unicode.ttf").is_file()
     assert not (home / ".config" / "Ultralytics").exists()
     assert sorted(path.name for path in project.iterdir()) == [".ultralytics"]
+
+
+def test_the_detect_and_align_steps_run_with_the_yolo_backend(models, held_out, tmp_path):
+    photos = tmp_path / "photos"
+    for index, pasted in enumerate(held_out[:8]):
+        (photos / f"person{index % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pasted.image).save(photos / f"person{index % 2}" / f"{index}.png")
+    params = DetectParams(backend="yolo", weights=models.pose, yolo_image_size=IMAGE_SIZE, min_score=0.25,
+                          min_image_side=IMAGE_SIZE, cache=tmp_path / "cache.sqlite")
+    detected = detect_photos(photos, params)
+    assert detected.rejects.empty and detected.manifest["subject"].sum() == 8
+    aligned, rejects = align_manifest(photos, detected.manifest, tmp_path / "aligned", AlignParams(), params)
+    assert rejects.empty and len(aligned) == 8
+    assert all((tmp_path / "aligned" / path).is_file() for path in aligned["path"])
+    # Other weights are another detector: the cache does not answer for them.
+    assert detect_photos(photos, params.model_copy(update={"weights": models.box})).cached == 0
