@@ -2,8 +2,7 @@
 
 Method: batch-1 latency is the median (and 90th percentile) of ``timed_runs`` forward
 passes after ``warmup_runs`` untimed ones; throughput is images/s at the best of the
-given batch sizes; GFLOPs follow the field's convention of multiply-accumulates × 1e-9 for
-one 112×112 image (torch's FLOP counter counts 2 per MAC, so its count is halved).
+given batch sizes; GFLOPs and Mparams follow the field's convention (``facerec.complexity``).
 """
 
 from __future__ import annotations
@@ -15,27 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from facerec.backbones import INPUT_SHAPE
+from facerec.complexity import complexity
 from facerec.hardware import use_bf16
 
 log = logging.getLogger(__name__)
-
-INPUT_SHAPE = (3, 112, 112)
-
-
-def count_gflops(model: nn.Module) -> float:
-    """Multiply-accumulates of one forward pass on one 112×112 image, in units of 1e9."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(torch.zeros(1, *INPUT_SHAPE))
-    return counter.get_total_flops() / 2 / 1e9
-
-
-def count_mparams(model: nn.Module, classifier_parameters: int = 0) -> float:
-    """Parameters (not BN running statistics) in millions, plus the classifier weights a
-    checkpoint carries beside the backbone."""
-    return (sum(p.numel() for p in model.parameters()) + classifier_parameters) / 1e6
 
 
 def _timed(model: nn.Module, batch: torch.Tensor, runs: int, precision: str) -> np.ndarray:
@@ -77,10 +61,11 @@ def benchmark_model(model: nn.Module, checkpoint: Path, classifier_parameters: i
     The model runs in channels_last memory format, as facerec's embedding step runs it.
     """
     model.eval()
+    cost = complexity(model, classifier_parameters)
     record = {
         "size_mb": checkpoint.stat().st_size / 2**20,
-        "gflops": count_gflops(model),
-        "mparams": count_mparams(model, classifier_parameters),
+        "gflops": cost.gflops,
+        "mparams": cost.mparams,
         "threads": torch.get_num_threads(),
     }
     model.to(memory_format=torch.channels_last)

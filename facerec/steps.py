@@ -100,16 +100,6 @@ def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: Train
     return result.summary
 
 
-def _load_model(arch: str | None, checkpoint: Path) -> tuple[torch.nn.Module, dict]:
-    from facerec.zoo import load_pretrained, read_checkpoint
-
-    payload = read_checkpoint(checkpoint)
-    arch = arch or payload.get("arch")
-    if arch is None:
-        raise ValueError(f"{checkpoint}: not a facerec checkpoint; name its architecture with --arch")
-    return load_pretrained(arch, checkpoint), payload
-
-
 def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: Path,
              roc_path: Path, params: EvaluateParams) -> dict:
     """LFW metrics of one model; writes its ROC curve to ``roc_path``."""
@@ -117,9 +107,10 @@ def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: 
     from facerec.data.lfw import read_pairs
     from facerec.embedding import embed_crops
     from facerec.evaluation import evaluate_lfw, protocol_faces
+    from facerec.zoo import load_pretrained
 
     torch.set_num_threads(params.num_threads)
-    model, _ = _load_model(arch, checkpoint)
+    model = load_pretrained(arch, checkpoint)
     pairs = read_pairs(pairs_file)
     aligned = protocol_faces(read_aligned_manifest(aligned_dir), pairs)
     embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
@@ -132,10 +123,11 @@ def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: 
 def benchmark(checkpoint: Path, arch: str | None, params: BenchmarkParams) -> dict:
     """Latency, throughput, size, GFLOPs and Mparams of one model on this CPU."""
     from facerec.benchmark import benchmark_model
+    from facerec.zoo import load_checkpoint
 
     torch.set_num_threads(params.num_threads)
-    model, payload = _load_model(arch, checkpoint)
-    classifier = sum(t.numel() for t in payload.get("head_state_dict", {}).values())
+    model, contents = load_checkpoint(checkpoint, arch)
+    classifier = sum(tensor.numel() for tensor in contents.extras.values())
     return benchmark_model(model, checkpoint, classifier, params.warmup_runs, params.timed_runs,
                            params.throughput_batch_sizes)
 

@@ -110,8 +110,10 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, tokens, width))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.patch_embed = PatchEmbed(image_size, patch, width)
-        self.blocks = nn.ModuleList(
-            Block(width, heads, rate) for rate in torch.linspace(0, drop_path_rate, depth).tolist())
+        # The rates are read back as numbers, so they stay on the CPU even when the model is
+        # built on the meta device (``meta_backbone``).
+        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+        self.blocks = nn.ModuleList(Block(width, heads, rate) for rate in rates)
         self.norm = nn.LayerNorm(width)
         self.feature = nn.Sequential(
             nn.Linear(tokens * width, width, bias=False),
