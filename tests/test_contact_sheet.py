@@ -12,16 +12,19 @@ from PIL import Image
 from facerec.alignment import ARCFACE_TEMPLATE
 from facerec.contact_sheet import (COLUMNS, SCALE, TILE, aligned_sheet, grid_layout, reason_category,
                                    rejects_sheet, sample_aligned, sample_rejects)
-from conftest import LFW, PROJECT_ROOT
+from conftest import LFW
 
-ALIGNED_LFW = PROJECT_ROOT / "data" / "aligned" / "lfw"
 
 
 @pytest.fixture(scope="module")
-def manifest() -> pd.DataFrame:
-    if not (ALIGNED_LFW / "manifest.parquet").is_file():
-        pytest.skip(f"{ALIGNED_LFW} not built: run `dvc repro align@lfw` first")
-    return pd.read_parquet(ALIGNED_LFW / "manifest.parquet")
+def aligned_lfw(small_project) -> Path:
+    """Real aligned LFW crops from the pipeline run on the small real project (conftest)."""
+    return small_project / "data" / "aligned" / "lfw"
+
+
+@pytest.fixture(scope="module")
+def manifest(aligned_lfw) -> pd.DataFrame:
+    return pd.read_parquet(aligned_lfw / "manifest.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +53,9 @@ def _tile(png: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
     return png[y:y + TILE * SCALE:SCALE, x:x + TILE * SCALE:SCALE, :3].astype(int)
 
 
-def test_aligned_sheet_is_an_8_column_grid_of_the_sampled_crops_then_a_worst_row(manifest, tmp_path):
+def test_aligned_sheet_is_an_8_column_grid_of_the_sampled_crops_then_a_worst_row(aligned_lfw, manifest, tmp_path):
     out = tmp_path / "aligned.png"
-    aligned_sheet(ALIGNED_LFW, manifest, out, count=64, seed=0)
+    aligned_sheet(aligned_lfw, manifest, out, count=64, seed=0)
     layout = grid_layout([64, 8], caption_lines=2)
     png = np.asarray(Image.open(out))
     assert png.shape[:2] == (layout.height * SCALE, layout.width * SCALE)
@@ -63,14 +66,14 @@ def test_aligned_sheet_is_an_8_column_grid_of_the_sampled_crops_then_a_worst_row
     sample, worst_rows = sample_aligned(manifest, 64, COLUMNS, seed=0)
     for origin, path in [(randoms[0], sample.path[0]), (randoms[63], sample.path[63]),
                          (worst[0], worst_rows.path[0])]:
-        crop = np.asarray(Image.open(ALIGNED_LFW / path).convert("RGB"), int)
+        crop = np.asarray(Image.open(aligned_lfw / path).convert("RGB"), int)
         assert np.median(np.abs(_tile(png, origin) - crop)) <= 1
 
 
-def test_same_seed_gives_the_same_png_whatever_the_manifest_row_order(manifest, tmp_path):
+def test_same_seed_gives_the_same_png_whatever_the_manifest_row_order(aligned_lfw, manifest, tmp_path):
     shuffled = manifest.sample(frac=1.0, random_state=7)
-    aligned_sheet(ALIGNED_LFW, manifest, tmp_path / "a.png", count=16, seed=3)
-    aligned_sheet(ALIGNED_LFW, shuffled, tmp_path / "b.png", count=16, seed=3)
+    aligned_sheet(aligned_lfw, manifest, tmp_path / "a.png", count=16, seed=3)
+    aligned_sheet(aligned_lfw, shuffled, tmp_path / "b.png", count=16, seed=3)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temp file left
     other, _ = sample_aligned(manifest, 16, COLUMNS, seed=4)
@@ -134,10 +137,10 @@ def test_an_empty_rejects_table_writes_a_small_no_rejects_sheet(tmp_path):
         assert image.format == "PNG" and image.height < 200
 
 
-def test_real_aligned_eyes_sit_on_the_template_eye_points(manifest):
+def test_real_aligned_eyes_sit_on_the_template_eye_points(aligned_lfw, manifest):
     """The mean of 200 random real crops is darkest at the pupils: within 2 px of the template."""
     sample, _ = sample_aligned(manifest, 200, 0, seed=0)
-    mean = np.mean([np.asarray(Image.open(ALIGNED_LFW / p).convert("L"), float) for p in sample.path], axis=0)
+    mean = np.mean([np.asarray(Image.open(aligned_lfw / p).convert("L"), float) for p in sample.path], axis=0)
     for eye_x, eye_y in ARCFACE_TEMPLATE[:2]:
         x0, y0 = round(eye_x) - 12, round(eye_y) - 15  # a window wider than the eye, over the brow
         window = mean[y0:y0 + 30, x0:x0 + 24]

@@ -16,13 +16,12 @@ from PIL import Image
 
 from facerec.gate import GateFailed, GateResult, validate_aligned, validate_detections
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-DETECTIONS = DATA / "detections" / "train" / "manifest.parquet"
-ALIGNED = DATA / "aligned" / "train"
-LANDMARKS = [f"lm{i}_{axis}" for i in range(5) for axis in "xy"]
 
-pytestmark = pytest.mark.skipif(not DETECTIONS.is_file() or not (ALIGNED / "manifest.parquet").is_file(),
-                                reason="data/ has no train-set outputs: run `dvc repro align@train` first")
+
+@pytest.fixture(scope="module")
+def train_data(small_project) -> Path:
+    """Outputs of the real pipeline run on the small real project (conftest)."""
+    return small_project / "data"
 
 
 def with_face_columns(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -46,8 +45,8 @@ def out_of_bounds(manifest: pd.DataFrame) -> pd.Series:
 
 
 @pytest.fixture(scope="module")
-def real_manifest() -> pd.DataFrame:
-    return with_face_columns(pd.read_parquet(DETECTIONS))
+def real_manifest(train_data) -> pd.DataFrame:
+    return with_face_columns(pd.read_parquet(train_data / "detections" / "train" / "manifest.parquet"))
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +224,14 @@ def test_validation_opens_no_network_connection(clean_manifest, monkeypatch):
 
 
 @pytest.fixture
-def aligned_subset(tmp_path) -> tuple[Path, pd.DataFrame]:
+def aligned_subset(tmp_path, train_data) -> tuple[Path, pd.DataFrame]:
     """20 real crops of two identities, copied with their manifest rows."""
-    manifest = pd.read_parquet(ALIGNED / "manifest.parquet")
+    aligned = train_data / "aligned" / "train"
+    manifest = pd.read_parquet(aligned / "manifest.parquet")
     rows = pd.concat([group.head(10) for _, group in list(manifest.groupby("identity"))[:2]], ignore_index=True)
     for path in rows.path:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ALIGNED / path, tmp_path / path)
+        shutil.copy2(aligned / path, tmp_path / path)
     return tmp_path, rows
 
 
