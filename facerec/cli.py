@@ -124,12 +124,17 @@ def benchmark(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")]
 
 
 @app.command()
-def leaderboard(evaluations: Annotated[Path, typer.Option()] = Path("metrics/evaluate"),
-                benchmarks: Annotated[Path, typer.Option()] = Path("metrics/benchmark"),
+def leaderboard(evaluations: Annotated[list[Path], typer.Option(help="folders of evaluate metrics files")] = [
+                    Path("metrics/evaluate"), Path("metrics/zoo/evaluate")],
+                benchmarks: Annotated[list[Path], typer.Option(help="folders of benchmark metrics files")] = [
+                    Path("metrics/benchmark"), Path("metrics/zoo/benchmark")],
+                zoo_reports: Annotated[list[Path], typer.Option(help="the zoo stages' reports (skipped entries)")] = [
+                    Path("metrics/zoo/evaluate_report.json"), Path("metrics/zoo/benchmark_report.json")],
                 out: Annotated[Path, typer.Option()] = Path("metrics"),
                 params: ParamsOption = None) -> None:
-    """Join the per-model metrics files into leaderboard.json, .md and .png."""
-    steps.leaderboard(evaluations, benchmarks, out, _section(params, "leaderboard", LeaderboardParams).sort_by)
+    """Join the per-model metrics files of ours and the zoo into leaderboard.json, .md and .png."""
+    steps.leaderboard(evaluations, benchmarks, zoo_reports, out,
+                      _section(params, "leaderboard", LeaderboardParams).sort_by)
     typer.echo((out / "leaderboard.md").read_text())
 
 
@@ -193,3 +198,32 @@ def zoo_inspect(path: Annotated[Path, typer.Argument(help="a checkpoint file")])
         _print(inspect_checkpoint(path))
     except (ValueError, FileNotFoundError) as error:
         raise typer.BadParameter(str(error), param_hint="PATH") from None
+
+
+def _params_file(params: Path | None):
+    try:
+        return load_params(params or Path("params.yaml"))
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--params") from None
+
+
+@zoo_app.command("evaluate")
+def zoo_evaluate(detections: Annotated[Path, typer.Option(help="detect's output folder for the LFW images")],
+                 aligned: Annotated[Path, typer.Option(help="align's output folder for them")],
+                 out: Annotated[Path, typer.Option(help="folder for <name>.json")] = Path("metrics/zoo/evaluate"),
+                 roc: Annotated[Path, typer.Option(help="folder for <name>.csv")] = Path("metrics/zoo/roc"),
+                 report: Annotated[Path, typer.Option()] = Path("metrics/zoo/evaluate_report.json"),
+                 params: ParamsOption = None) -> None:
+    """LFW metrics of every entry of the params file's zoo that can run here (the evaluate_zoo stage)."""
+    settings = _params_file(params)
+    _print(steps.evaluate_zoo(settings.zoo, settings.data.sets[settings.data.eval_set], detections, aligned,
+                              settings.data.lfw_pairs, out, roc, report, settings.evaluate, settings.detect))
+
+
+@zoo_app.command("benchmark")
+def zoo_benchmark(out: Annotated[Path, typer.Option(help="folder for <name>.json")] = Path("metrics/zoo/benchmark"),
+                  report: Annotated[Path, typer.Option()] = Path("metrics/zoo/benchmark_report.json"),
+                  params: ParamsOption = None) -> None:
+    """Benchmark figures of every entry of the params file's zoo that can run here (the benchmark_zoo stage)."""
+    settings = _params_file(params)
+    _print(steps.benchmark_zoo(settings.zoo, out, report, settings.benchmark))
