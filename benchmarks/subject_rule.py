@@ -27,7 +27,7 @@ from facerec.data.sources import photo_location
 from facerec.detection import Face
 from facerec.detection.folder import choose_subject, landmarks_of
 from facerec.embedding import embed_crops
-from facerec.zoo import load_pretrained, read_checkpoint
+from facerec.zoo import load_pretrained
 
 RULES = ("largest", "central", "score")
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.05)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    model = load_pretrained(read_checkpoint(args.checkpoint)["arch"], args.checkpoint)
+    model = load_pretrained(None, args.checkpoint)  # our checkpoint records its architecture
 
     manifest = pd.read_parquet(args.detections / "manifest.parquet")
     aligned = pd.read_parquet(args.aligned / "manifest.parquet")

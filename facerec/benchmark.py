@@ -1,95 +1,130 @@
 """Inference cost of an embedding model on this machine: latency, throughput, size, GFLOPs, Mparams.
 
-Method: batch-1 latency is the median (and 90th percentile) of ``timed_runs`` forward
-passes after ``warmup_runs`` untimed ones; throughput is images/s at the best of the
-given batch sizes; GFLOPs follow the field's convention of multiply-accumulates × 1e-9 for
-one 112×112 image (torch's FLOP counter counts 2 per MAC, so its count is halved).
+Method: batch-1 latency is the median (and 90th percentile) of ``timed_runs`` calls after
+``warmup_runs`` untimed ones; throughput is images/s at the best of the given batch sizes
+(median of a few timed batches each). A torch model is timed in torch (fp32, and bf16
+autocast where the CPU has native bf16) and, exported to ONNX, in onnxruntime; a peer
+(``facerec.peers``) is timed through its own runtime, crop included. GFLOPs and Mparams
+follow the field's convention (``facerec.complexity``).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from facerec.backbones import INPUT_SHAPE
+from facerec.complexity import complexity
+from facerec.export import export_onnx, onnx_max_abs_diff
 from facerec.hardware import use_bf16
+from facerec.peers import Embedder, PhotoFace
 
 log = logging.getLogger(__name__)
 
-INPUT_SHAPE = (3, 112, 112)
+# A call that processes one batch of the given size (inputs are prepared before timing).
+BatchCall = Callable[[int], Callable[[], object]]
 
 
-def count_gflops(model: nn.Module) -> float:
-    """Multiply-accumulates of one forward pass on one 112×112 image, in units of 1e9."""
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model(torch.zeros(1, *INPUT_SHAPE))
-    return counter.get_total_flops() / 2 / 1e9
-
-
-def count_mparams(model: nn.Module, classifier_parameters: int = 0) -> float:
-    """Parameters (not BN running statistics) in millions, plus the classifier weights a
-    checkpoint carries beside the backbone."""
-    return (sum(p.numel() for p in model.parameters()) + classifier_parameters) / 1e6
-
-
-def _timed(model: nn.Module, batch: torch.Tensor, runs: int, precision: str) -> np.ndarray:
-    batch = batch.contiguous(memory_format=torch.channels_last)
+def time_calls(call: Callable[[], object], runs: int) -> np.ndarray:
+    """Wall-clock seconds of ``runs`` successive calls."""
     times = np.empty(runs)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        for index in range(runs):
-            started = time.perf_counter()
-            model(batch)
-            times[index] = time.perf_counter() - started
+    for index in range(runs):
+        started = time.perf_counter()
+        call()
+        times[index] = time.perf_counter() - started
     return times
 
 
-def measure_latency(model: nn.Module, warmup_runs: int, timed_runs: int, precision: str = "fp32") -> dict:
+def measure_latency(batch_call: BatchCall, warmup_runs: int, timed_runs: int) -> dict:
     """Batch-1 latency in milliseconds: median and 90th percentile after warm-up."""
-    batch = torch.randn(1, *INPUT_SHAPE)
-    _timed(model, batch, warmup_runs, precision)
-    times = _timed(model, batch, timed_runs, precision) * 1000
+    call = batch_call(1)
+    time_calls(call, warmup_runs)
+    times = time_calls(call, timed_runs) * 1000
     return {"latency_ms": float(np.median(times)), "latency_p90_ms": float(np.percentile(times, 90))}
 
 
-def measure_throughput(model: nn.Module, batch_sizes: list[int], precision: str = "fp32",
-                       runs: int = 5) -> dict:
+def measure_throughput(batch_call: BatchCall, batch_sizes: Sequence[int], runs: int = 5) -> dict:
     """Images per second at the best batch size (median of ``runs`` timed batches each)."""
     best = (0.0, 0)
     for batch_size in batch_sizes:
-        batch = torch.randn(batch_size, *INPUT_SHAPE)
-        _timed(model, batch, 1, precision)
-        rate = batch_size / float(np.median(_timed(model, batch, runs, precision)))
-        log.info("batch %d: %.1f images/s (%s)", batch_size, rate, precision)
+        call = batch_call(batch_size)
+        call()
+        rate = batch_size / float(np.median(time_calls(call, runs)))
+        log.info("batch %d: %.1f images/s", batch_size, rate)
         best = max(best, (rate, batch_size))
     return {"throughput_fps": best[0], "throughput_batch_size": best[1]}
 
 
-def benchmark_model(model: nn.Module, checkpoint: Path, classifier_parameters: int,
-                    warmup_runs: int, timed_runs: int, batch_sizes: list[int]) -> dict:
-    """All figures of the benchmark stage for one model: fp32, and bf16 autocast where native.
+def _torch_batches(model: nn.Module, precision: str) -> BatchCall:
+    def batch_call(batch_size: int) -> Callable[[], object]:
+        batch = torch.randn(batch_size, *INPUT_SHAPE).contiguous(memory_format=torch.channels_last)
 
-    The model runs in channels_last memory format, as facerec's embedding step runs it.
-    """
+        def call() -> object:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                return model(batch)
+        return call
+    return batch_call
+
+
+def _onnx_batches(session: onnxruntime.InferenceSession) -> BatchCall:
+    def batch_call(batch_size: int) -> Callable[[], object]:
+        batch = np.random.default_rng(0).standard_normal((batch_size, *INPUT_SHAPE), dtype=np.float32)
+        return lambda: session.run(["embeddings"], {"images": batch})
+    return batch_call
+
+
+def _timings(batch_call: BatchCall, warmup_runs: int, timed_runs: int, batch_sizes: Sequence[int],
+             prefix: str = "") -> dict:
+    figures = {**measure_latency(batch_call, warmup_runs, timed_runs), **measure_throughput(batch_call, batch_sizes)}
+    return {f"{prefix}{key}": value for key, value in figures.items()}
+
+
+def benchmark_model(model: nn.Module, checkpoint: Path, classifier_parameters: int,
+                    warmup_runs: int, timed_runs: int, batch_sizes: Sequence[int]) -> dict:
+    """All figures of the benchmark stage for one torch model: torch fp32 (channels_last, as
+    facerec's embedding step runs it), bf16 autocast where native, and onnxruntime."""
     model.eval()
-    record = {
-        "size_mb": checkpoint.stat().st_size / 2**20,
-        "gflops": count_gflops(model),
-        "mparams": count_mparams(model, classifier_parameters),
-        "threads": torch.get_num_threads(),
-    }
+    cost = complexity(model, classifier_parameters)
+    record = {"size_mb": checkpoint.stat().st_size / 2**20, "gflops": cost.gflops, "mparams": cost.mparams,
+              "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_file = Path(folder) / "model.onnx"
+        export_onnx(model, onnx_file)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        record["onnx_max_abs_diff"] = onnx_max_abs_diff(model, onnx_file)
+        record.update(_timings(_onnx_batches(session), warmup_runs, timed_runs, batch_sizes, "onnx_"))
     model.to(memory_format=torch.channels_last)
-    record.update(measure_latency(model, warmup_runs, timed_runs))
-    record.update(measure_throughput(model, batch_sizes))
+    record.update(_timings(_torch_batches(model, "fp32"), warmup_runs, timed_runs, batch_sizes))
     # Without native bf16 kernels, bf16 is emulated ~10x slower than fp32: not worth timing.
     record["bf16_native"] = use_bf16("auto")
     if record["bf16_native"]:
-        bf16 = measure_latency(model, warmup_runs, timed_runs, "bf16")
-        bf16.update(measure_throughput(model, batch_sizes, "bf16"))
-        record.update({f"bf16_{key}": value for key, value in bf16.items()})
+        record.update(_timings(_torch_batches(model, "bf16"), warmup_runs, timed_runs, batch_sizes, "bf16_"))
+    return record
+
+
+def benchmark_embedder(embedder: Embedder, face: PhotoFace, warmup_runs: int, timed_runs: int,
+                       batch_sizes: Sequence[int]) -> dict:
+    """The benchmark figures of a peer, timed on copies of ``face`` (crop and network).
+
+    Its GFLOPs are unknown (neither dlib nor OpenCV 5's Python API counts them) and are None.
+    """
+    parameters = embedder.parameter_count()
+    record = {"size_mb": sum(path.stat().st_size for path in embedder.weight_files()) / 2**20,
+              "gflops": None, "mparams": None if parameters is None else parameters / 1e6,
+              "input_size": embedder.input_size}
+
+    def batch_call(batch_size: int) -> Callable[[], object]:
+        faces = [face] * batch_size
+        return lambda: embedder.embed(faces)
+    record.update(_timings(batch_call, warmup_runs, timed_runs, batch_sizes))
     return record

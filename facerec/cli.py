@@ -1,7 +1,8 @@
-"""The ``facerec`` command; its subcommands mirror the DVC stages.
+"""The ``facerec`` command; its pipeline subcommands mirror the DVC stages.
 
-Each subcommand reads its section of a params file (``--params``, default ``params.yaml``
+Each of those reads its section of a params file (``--params``, default ``params.yaml``
 when present, else the built-in defaults) and writes the same files as the stage does.
+``zoo list``, ``zoo inspect`` and ``export`` work on architectures and checkpoint files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from facerec.console import setup_logging
 
 app = typer.Typer(help="Reproducible face recognition: detect, align, train, evaluate, benchmark, rank.",
                   no_args_is_help=True, add_completion=False)
+
+zoo_app = typer.Typer(help="The model zoo: registered architectures and checkpoint files.",
+                      no_args_is_help=True, add_completion=False)
+app.add_typer(zoo_app, name="zoo")
 
 ParamsOption = Annotated[Optional[Path], typer.Option(help="params.yaml to read the section from")]
 
@@ -119,10 +124,106 @@ def benchmark(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")]
 
 
 @app.command()
-def leaderboard(evaluations: Annotated[Path, typer.Option()] = Path("metrics/evaluate"),
-                benchmarks: Annotated[Path, typer.Option()] = Path("metrics/benchmark"),
+def leaderboard(evaluations: Annotated[list[Path], typer.Option(help="folders of evaluate metrics files")] = [
+                    Path("metrics/evaluate"), Path("metrics/zoo/evaluate")],
+                benchmarks: Annotated[list[Path], typer.Option(help="folders of benchmark metrics files")] = [
+                    Path("metrics/benchmark"), Path("metrics/zoo/benchmark")],
+                zoo_reports: Annotated[list[Path], typer.Option(help="the zoo stages' reports (skipped entries)")] = [
+                    Path("metrics/zoo/evaluate_report.json"), Path("metrics/zoo/benchmark_report.json")],
                 out: Annotated[Path, typer.Option()] = Path("metrics"),
                 params: ParamsOption = None) -> None:
-    """Join the per-model metrics files into leaderboard.json, .md and .png."""
-    steps.leaderboard(evaluations, benchmarks, out, _section(params, "leaderboard", LeaderboardParams).sort_by)
+    """Join the per-model metrics files of ours and the zoo into leaderboard.json, .md and .png."""
+    steps.leaderboard(evaluations, benchmarks, zoo_reports, out,
+                      _section(params, "leaderboard", LeaderboardParams).sort_by)
     typer.echo((out / "leaderboard.md").read_text())
+
+
+@app.command()
+def export(out: Annotated[Path, typer.Option(help="the .onnx file to write")],
+           checkpoint: Annotated[Optional[Path], typer.Option(help="weights to export (any zoo layout)")] = None,
+           arch: Annotated[Optional[str], typer.Option(
+               help="architecture: needed for upstream checkpoints; alone, exports random weights")] = None) -> None:
+    """Export a model to ONNX (dynamic batch, RGB input) and check it against torch with onnxruntime."""
+    from facerec.backbones import build_backbone
+    from facerec.export import PARITY_TOLERANCE, export_onnx, onnx_max_abs_diff
+    from facerec.zoo import load_checkpoint
+
+    if checkpoint is None and arch is None:
+        raise typer.BadParameter("give --checkpoint, --arch or both")
+    try:
+        if checkpoint is None:
+            model = build_backbone(arch).eval()
+        else:
+            model, contents = load_checkpoint(checkpoint, arch)
+            arch = arch or contents.arch
+    except (ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error)) from None
+    export_onnx(model, out)
+    difference = onnx_max_abs_diff(model, out)
+    _print({"onnx": str(out), "arch": arch, "size_mb": out.stat().st_size / 2**20,
+            "max_abs_diff_normalised": difference})
+    if difference > PARITY_TOLERANCE:
+        typer.echo(f"{out}: onnxruntime differs from torch by {difference:.2e} (> {PARITY_TOLERANCE})", err=True)
+        raise typer.Exit(1)
+
+
+@zoo_app.command("list")
+def zoo_list(archs: Annotated[Optional[list[str]], typer.Argument(help="architectures to show (default: all)")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="print a JSON list of records")] = False) -> None:
+    """Registered architectures with GFLOPs (MACs ×1e-9, one 112x112 image) and Mparams (backbone only)."""
+    from facerec.backbones import list_backbones
+    from facerec.complexity import complexity
+
+    unknown = sorted(set(archs or []) - set(list_backbones()))
+    if unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}; known: {', '.join(list_backbones())}")
+    if not as_json:
+        typer.echo(f"{'arch':<16} {'GFLOPs':>8} {'Mparams':>9}")
+    records = []
+    for name in archs or list_backbones():
+        cost = complexity(name)
+        records.append({"arch": name, "gflops": cost.gflops, "mparams": cost.mparams})
+        if not as_json:  # row by row: counting the whole zoo takes a while
+            typer.echo(f"{name:<16} {cost.gflops:>8.3f} {cost.mparams:>9.3f}")
+    if as_json:
+        _print(records)
+
+
+@zoo_app.command("inspect")
+def zoo_inspect(path: Annotated[Path, typer.Argument(help="a checkpoint file")]) -> None:
+    """The layout of a checkpoint, the architectures it fits and how it differs from the closest."""
+    from facerec.zoo import inspect_checkpoint
+
+    try:
+        _print(inspect_checkpoint(path))
+    except (ValueError, FileNotFoundError) as error:
+        raise typer.BadParameter(str(error), param_hint="PATH") from None
+
+
+def _params_file(params: Path | None):
+    try:
+        return load_params(params or Path("params.yaml"))
+    except ConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--params") from None
+
+
+@zoo_app.command("evaluate")
+def zoo_evaluate(detections: Annotated[Path, typer.Option(help="detect's output folder for the LFW images")],
+                 aligned: Annotated[Path, typer.Option(help="align's output folder for them")],
+                 out: Annotated[Path, typer.Option(help="folder for <name>.json")] = Path("metrics/zoo/evaluate"),
+                 roc: Annotated[Path, typer.Option(help="folder for <name>.csv")] = Path("metrics/zoo/roc"),
+                 report: Annotated[Path, typer.Option()] = Path("metrics/zoo/evaluate_report.json"),
+                 params: ParamsOption = None) -> None:
+    """LFW metrics of every entry of the params file's zoo that can run here (the evaluate_zoo stage)."""
+    settings = _params_file(params)
+    _print(steps.evaluate_zoo(settings.zoo, settings.data.sets[settings.data.eval_set], detections, aligned,
+                              settings.data.lfw_pairs, out, roc, report, settings.evaluate, settings.detect))
+
+
+@zoo_app.command("benchmark")
+def zoo_benchmark(out: Annotated[Path, typer.Option(help="folder for <name>.json")] = Path("metrics/zoo/benchmark"),
+                  report: Annotated[Path, typer.Option()] = Path("metrics/zoo/benchmark_report.json"),
+                  params: ParamsOption = None) -> None:
+    """Benchmark figures of every entry of the params file's zoo that can run here (the benchmark_zoo stage)."""
+    settings = _params_file(params)
+    _print(steps.benchmark_zoo(settings.zoo, out, report, settings.benchmark))

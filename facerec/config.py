@@ -107,6 +107,30 @@ class BenchmarkParams(_Section):
     num_threads: int = Field(2, ge=1)
 
 
+class ZooEntry(_Section):
+    """A published model to rank beside ours: a registered architecture with its weights file,
+    or a peer whose weights ship in a package (``facerec.peers``, no path)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="its name on the leaderboard")
+    arch: str = Field(description="a registered architecture (`facerec zoo list`) or a peer")
+    path: Path | None = Field(None, description="the checkpoint file (any layout `facerec zoo inspect` reads)")
+
+    @model_validator(mode="after")
+    def _known_arch(self) -> "ZooEntry":
+        from facerec.backbones import list_backbones
+        from facerec.peers import PEERS
+
+        if self.arch in PEERS:
+            if self.path is not None:
+                raise ValueError(f"{self.arch} is a peer whose weights ship in its package: give no path")
+        elif self.arch in list_backbones():
+            if self.path is None:
+                raise ValueError(f"{self.arch} needs the path of its checkpoint file")
+        else:
+            raise ValueError(f"unknown arch {self.arch!r}; known: {', '.join([*list_backbones(), *PEERS])}")
+        return self
+
+
 class LeaderboardParams(_Section):
     sort_by: str = "lfw_accuracy"
 
@@ -120,6 +144,17 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     benchmark: BenchmarkParams = BenchmarkParams()
     leaderboard: LeaderboardParams = LeaderboardParams()
+    zoo: list[ZooEntry] = Field(default_factory=list, description="published models ranked beside ours")
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "Params":
+        names = [entry.name for entry in self.zoo]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"zoo names must be distinct: {', '.join(repeated)} repeated")
+        if self.train.model_name in names:
+            raise ValueError(f"zoo name {self.train.model_name!r} is train.model_name: the two would share files")
+        return self
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -12,3 +12,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     # facenet-pytorch's MTCNN passes a deprecated argument to torch on every call.
     warnings.filterwarnings("ignore", category=UserWarning, module="facenet_pytorch")
     warnings.filterwarnings("ignore", category=FutureWarning, module="facenet_pytorch")
+    # torch.onnx.export's graph optimiser logs every node it leaves alone at INFO.
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,12 +1,14 @@
 """The leaderboard: a pure function of the per-model metrics files.
 
-``metrics/evaluate/<model>.json`` (accuracy figures) and ``metrics/benchmark/<model>.json``
-(cost figures) are joined by model name into one flat record per model.
+``<evaluations>/<model>.json`` (accuracy figures) and ``<benchmarks>/<model>.json`` (cost
+figures), from our model's folders and the zoo's, are joined by model name into one flat
+record per model. The zoo's reports name the entries that were skipped and why.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -24,17 +26,32 @@ COLUMNS = [
 LOWER_IS_BETTER = {"eer", "latency_ms", "size_mb", "gflops", "mparams"}
 
 
-def _read_records(folder: Path) -> dict[str, dict]:
-    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+def _read_records(folders: Sequence[str | Path]) -> dict[str, dict]:
+    records: dict[str, dict] = {}
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
+            if path.stem in records:
+                raise ValueError(f"{path}: a second metrics file for model {path.stem!r}")
+            records[path.stem] = json.loads(path.read_text())
+    return records
 
 
-def build_leaderboard(evaluate_dir: str | Path, benchmark_dir: str | Path, sort_by: str) -> list[dict]:
+def skipped_models(reports: Sequence[str | Path]) -> dict[str, str]:
+    """Zoo entries that did not run, from the zoo's reports: name → reason."""
+    skipped: dict[str, str] = {}
+    for report in reports:
+        skipped.update(json.loads(Path(report).read_text())["skipped"])
+    return skipped
+
+
+def build_leaderboard(evaluate_dirs: Sequence[str | Path], benchmark_dirs: Sequence[str | Path],
+                      sort_by: str) -> list[dict]:
     """One record per model with every leaderboard column (None where a figure is missing),
     best first by ``sort_by``."""
     if sort_by not in COLUMNS[1:]:
         raise ValueError(f"leaderboard.sort_by: {sort_by!r} is not one of {COLUMNS[1:]}")
-    evaluations = _read_records(Path(evaluate_dir))
-    benchmarks = _read_records(Path(benchmark_dir))
+    evaluations = _read_records(evaluate_dirs)
+    benchmarks = _read_records(benchmark_dirs)
     records = []
     for model in sorted(evaluations.keys() | benchmarks.keys()):
         merged = {**benchmarks.get(model, {}), **evaluations.get(model, {}), "model": model}
@@ -56,9 +73,12 @@ def _cell(value) -> str:
     return str(value)
 
 
-def to_markdown(records: list[dict]) -> str:
+def to_markdown(records: list[dict], skipped: dict[str, str] | None = None) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(record[c]) for c in COLUMNS) + " |" for record in records]
+    if skipped:
+        lines += ["", "Not ranked (zoo entries that could not run here):", ""]
+        lines += [f"- {name}: {reason}" for name, reason in sorted(skipped.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from facerec.config import AlignParams, BenchmarkParams, DetectParams, EvaluateParams, GateParams, TrainParams
+from facerec.config import (AlignParams, BenchmarkParams, DetectParams, EvaluateParams, GateParams, TrainParams,
+                            ZooEntry)
 from facerec.io import read_table, write_json, write_table
 
 log = logging.getLogger(__name__)
@@ -100,55 +103,141 @@ def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: Train
     return result.summary
 
 
-def _load_model(arch: str | None, checkpoint: Path) -> tuple[torch.nn.Module, dict]:
-    from facerec.zoo import load_pretrained, read_checkpoint
-
-    payload = read_checkpoint(checkpoint)
-    arch = arch or payload.get("arch")
-    if arch is None:
-        raise ValueError(f"{checkpoint}: not a facerec checkpoint; name its architecture with --arch")
-    return load_pretrained(arch, checkpoint), payload
-
-
-def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: Path,
-             roc_path: Path, params: EvaluateParams) -> dict:
-    """LFW metrics of one model; writes its ROC curve to ``roc_path``."""
-    from facerec.data.aligned import load_crops, read_aligned_manifest
+def _evaluation_faces(aligned_dir: Path, pairs_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LFW's pairs and the aligned faces they name (every model is scored on these faces)."""
+    from facerec.data.aligned import read_aligned_manifest
     from facerec.data.lfw import read_pairs
-    from facerec.embedding import embed_crops
-    from facerec.evaluation import evaluate_lfw, protocol_faces
+    from facerec.evaluation import protocol_faces
 
-    torch.set_num_threads(params.num_threads)
-    model, _ = _load_model(arch, checkpoint)
     pairs = read_pairs(pairs_file)
-    aligned = protocol_faces(read_aligned_manifest(aligned_dir), pairs)
-    embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
-                             params.batch_size, params.flip, params.precision)
+    return pairs, protocol_faces(read_aligned_manifest(aligned_dir), pairs)
+
+
+def _score(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFrame, roc_path: Path) -> dict:
+    from facerec.evaluation import evaluate_lfw
+
     metrics, roc = evaluate_lfw(aligned, embeddings, pairs)
     write_table(roc_path, roc)
     return metrics
 
 
-def benchmark(checkpoint: Path, arch: str | None, params: BenchmarkParams) -> dict:
-    """Latency, throughput, size, GFLOPs and Mparams of one model on this CPU."""
-    from facerec.benchmark import benchmark_model
+def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: Path,
+             roc_path: Path, params: EvaluateParams) -> dict:
+    """LFW metrics of one model; writes its ROC curve to ``roc_path``."""
+    from facerec.data.aligned import load_crops
+    from facerec.embedding import embed_crops
+    from facerec.zoo import load_pretrained
 
     torch.set_num_threads(params.num_threads)
-    model, payload = _load_model(arch, checkpoint)
-    classifier = sum(t.numel() for t in payload.get("head_state_dict", {}).values())
+    model = load_pretrained(arch, checkpoint)
+    pairs, aligned = _evaluation_faces(aligned_dir, pairs_file)
+    embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
+                             params.batch_size, params.flip, params.precision)
+    return _score(aligned, embeddings, pairs, roc_path)
+
+
+def evaluate_peer(name: str, images: Path, detections: Path, aligned_dir: Path, pairs_file: Path,
+                  roc_path: Path, detect_params: DetectParams) -> dict:
+    """LFW metrics of a published peer (``facerec.peers``) on the faces our model is scored on,
+    each cut from its photo by the peer's own crop (no flip: as its authors evaluate it)."""
+    from facerec.peers import load_peer
+    from facerec.peers.photos import embed_photo_faces, photo_faces
+
+    embedder = load_peer(name)
+    pairs, aligned = _evaluation_faces(aligned_dir, pairs_file)
+    faces = photo_faces(images, read_table(detections / MANIFEST), aligned["source"].tolist(), detect_params)
+    return _score(aligned, embed_photo_faces(embedder, faces, len(aligned)), pairs, roc_path)
+
+
+def zoo_skip_reason(entry: ZooEntry) -> str | None:
+    """Why a zoo entry cannot run here (None when it can): its file or its package is missing."""
+    from facerec.peers import PEERS, PeerUnavailable, load_peer
+
+    if entry.arch in PEERS:
+        try:
+            load_peer(entry.arch)
+        except PeerUnavailable as error:
+            return str(error)
+        return None
+    return None if entry.path.is_file() else f"checkpoint file not found: {entry.path}"
+
+
+def _run_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, run: Callable[[ZooEntry], dict]) -> dict:
+    """``run(entry)`` for every entry that can run, writing OUT/<name>.json; ``report_path``
+    lists those that ran and the skipped ones with their reason. Files of entries no longer
+    listed are removed first, so the folder holds exactly this zoo."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.json"):
+        stale.unlink()
+    report = {"ran": [], "skipped": {}}
+    for entry in entries:
+        reason = zoo_skip_reason(entry)
+        if reason:
+            log.warning("zoo entry %s (%s) skipped: %s", entry.name, entry.arch, reason)
+            report["skipped"][entry.name] = reason
+            continue
+        log.info("zoo entry %s (%s)", entry.name, entry.arch)
+        write_metrics(out_dir / f"{entry.name}.json", run(entry))
+        report["ran"].append(entry.name)
+    write_json(report_path, report)
+    return report
+
+
+def evaluate_zoo(entries: list[ZooEntry], images: Path, detections: Path, aligned_dir: Path, pairs_file: Path,
+                 out_dir: Path, roc_dir: Path, report_path: Path, params: EvaluateParams,
+                 detect_params: DetectParams) -> dict:
+    """LFW metrics of every zoo entry that can run: OUT/<name>.json and ROC/<name>.csv."""
+    from facerec.peers import PEERS
+
+    roc_dir.mkdir(parents=True, exist_ok=True)
+    for stale in roc_dir.glob("*.csv"):
+        stale.unlink()
+
+    def run(entry: ZooEntry) -> dict:
+        roc_path = roc_dir / f"{entry.name}.csv"
+        if entry.arch in PEERS:
+            return evaluate_peer(entry.arch, images, detections, aligned_dir, pairs_file, roc_path, detect_params)
+        return evaluate(entry.path, entry.arch, aligned_dir, pairs_file, roc_path, params)
+    return _run_zoo(entries, out_dir, report_path, run)
+
+
+def benchmark(checkpoint: Path, arch: str | None, params: BenchmarkParams) -> dict:
+    """Latency, throughput, size, GFLOPs and Mparams of one model on this CPU, in torch and onnxruntime."""
+    from facerec.benchmark import benchmark_model
+    from facerec.zoo import load_checkpoint
+
+    torch.set_num_threads(params.num_threads)
+    model, contents = load_checkpoint(checkpoint, arch)
+    classifier = sum(tensor.numel() for tensor in contents.extras.values())
     return benchmark_model(model, checkpoint, classifier, params.warmup_runs, params.timed_runs,
                            params.throughput_batch_sizes)
 
 
-def leaderboard(evaluate_dir: Path, benchmark_dir: Path, out_dir: Path, sort_by: str) -> list[dict]:
-    """metrics/leaderboard.json, .md and .png from the per-model metrics files."""
-    from facerec.leaderboard import build_leaderboard, plot_leaderboard, to_markdown
-    from facerec.io import atomic_path
+def benchmark_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, params: BenchmarkParams) -> dict:
+    """Benchmark figures of every zoo entry that can run: OUT/<name>.json."""
+    from facerec.benchmark import benchmark_embedder
+    from facerec.peers import PEERS, load_peer, sample_face
 
-    records = build_leaderboard(evaluate_dir, benchmark_dir, sort_by)
+    def run(entry: ZooEntry) -> dict:
+        if entry.arch in PEERS:
+            torch.set_num_threads(params.num_threads)
+            return benchmark_embedder(load_peer(entry.arch), sample_face(), params.warmup_runs,
+                                      params.timed_runs, params.throughput_batch_sizes)
+        return benchmark(entry.path, entry.arch, params)
+    return _run_zoo(entries, out_dir, report_path, run)
+
+
+def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], zoo_reports: list[Path], out_dir: Path,
+                sort_by: str) -> list[dict]:
+    """metrics/leaderboard.json, .md and .png from the per-model metrics files of ours and
+    the zoo; the markdown lists the zoo entries that were skipped and why."""
+    from facerec.io import atomic_path
+    from facerec.leaderboard import build_leaderboard, plot_leaderboard, skipped_models, to_markdown
+
+    records = build_leaderboard(evaluate_dirs, benchmark_dirs, sort_by)
     write_json(out_dir / "leaderboard.json", records)
     with atomic_path(out_dir / "leaderboard.md") as tmp:
-        tmp.write_text(to_markdown(records))
+        tmp.write_text(to_markdown(records, skipped_models([r for r in zoo_reports if r.exists()])))
     plot_leaderboard(records, sort_by, out_dir / "leaderboard.png")
     return records
 

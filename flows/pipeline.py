@@ -28,7 +28,8 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 # Pipeline order of the dvc.yaml stages; ``detect`` and ``align`` are foreach groups, which
 # ``dvc repro`` accepts as targets (it then reproduces every item of the group).
-STAGES: tuple[str, ...] = ("detect", "align", "train", "evaluate", "benchmark", "leaderboard")
+STAGES: tuple[str, ...] = ("detect", "align", "train", "evaluate", "benchmark", "evaluate_zoo", "benchmark_zoo",
+                           "leaderboard")
 
 # Inside .dvc/tmp, which `dvc init` already git-ignores.
 FLOW_LOCK = Path(".dvc") / "tmp" / "facerec-flow.lock"

@@ -8,10 +8,11 @@ from facerec import steps
 
 
 def main() -> None:
-    args, params = start(__doc__, [("--evaluations", {"type": Path, "required": True}),
-                                   ("--benchmarks", {"type": Path, "required": True}),
+    args, params = start(__doc__, [("--evaluations", {"type": Path, "nargs": "+", "required": True}),
+                                   ("--benchmarks", {"type": Path, "nargs": "+", "required": True}),
+                                   ("--zoo-reports", {"type": Path, "nargs": "*", "default": []}),
                                    ("--out", {"type": Path, "required": True})])
-    steps.leaderboard(args.evaluations, args.benchmarks, args.out, params.leaderboard.sort_by)
+    steps.leaderboard(args.evaluations, args.benchmarks, args.zoo_reports, args.out, params.leaderboard.sort_by)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,26 @@ def test_a_stage_stops_before_any_work_on_a_bad_key(tmp_path):
     assert result.returncode != 0
     assert "detect.min_face_sise: unknown key" in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"name": "x", "arch": "resnet9000", "path": "x.pt"}, "unknown arch 'resnet9000'"),
+    ({"name": "x", "arch": "iresnet100"}, "iresnet100 needs the path of its checkpoint file"),
+    ({"name": "x", "arch": "dlib_resnet_v1", "path": "x.dat"}, "weights ship in its package: give no path"),
+    ({"name": "a b", "arch": "dlib_resnet_v1"}, r"zoo\.0\.name"),
+])
+def test_a_bad_zoo_entry_is_named(entry, message):
+    raw = _default_params()
+    raw["zoo"] = [entry]
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_zoo_names_must_be_distinct_and_differ_from_our_model():
+    raw = _default_params()
+    raw["zoo"] = [{"name": "same", "arch": "dlib_resnet_v1"}, {"name": "same", "arch": "facenet_20180408"}]
+    with pytest.raises(ConfigError, match="zoo names must be distinct: same repeated"):
+        parse_params(raw)
+    raw["zoo"] = [{"name": raw["train"]["model_name"], "arch": "dlib_resnet_v1"}]
+    with pytest.raises(ConfigError, match="is train.model_name"):
+        parse_params(raw)

@@ -24,7 +24,7 @@ from uuid import UUID
 import pytest
 import yaml
 
-from flows.pipeline import face_pipeline, select_stages  # first: applies the offline defaults
+from flows.pipeline import STAGES, face_pipeline, select_stages  # first: applies the offline defaults
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -45,7 +45,8 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 
 # Every stage item of the tiny pipeline, each expected to execute exactly once.
 EXPECTED_RUNS = Counter(
-    ["detect@a", "detect@b", "align@a", "align@b", "train", "evaluate", "benchmark", "leaderboard"]
+    ["detect@a", "detect@b", "align@a", "align@b", "train", "evaluate", "benchmark", "evaluate_zoo", "benchmark_zoo",
+     "leaderboard"]
 )
 LEADERBOARD_ROWS = [{"model": "tiny", "accuracy": 0.99}]
 LEADERBOARD_MD = "| model | accuracy |\n|---|---|\n| tiny | 0.99 |\n"
@@ -108,6 +109,16 @@ stages:
       - out/model.txt
     outs:
       - out/benchmark.txt
+  evaluate_zoo:
+    cmd: python step.py evaluate_zoo out/evaluate_zoo.txt out/align_b.txt
+    deps:
+      - out/align_b.txt
+    outs:
+      - out/evaluate_zoo.txt
+  benchmark_zoo:
+    cmd: python step.py benchmark_zoo out/benchmark_zoo.txt
+    outs:
+      - out/benchmark_zoo.txt
   leaderboard:
     cmd: python step.py leaderboard metrics out/evaluate.txt out/benchmark.txt
     deps:
@@ -294,7 +305,7 @@ def test_flow_runs_stages_and_publishes_leaderboard_artifact(
     task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
     stage_runs = {run.name: run for run in task_runs}
     assert set(stage_runs) == {
-        f"dvc-repro-{stage}" for stage in ("detect", "align", "train", "evaluate", "benchmark", "leaderboard")
+        f"dvc-repro-{stage}" for stage in STAGES
     }
     assert all(run.state is not None and run.state.is_completed() for run in stage_runs.values())
     assert _leaderboard_artifact_data(client, flow_run.id) == LEADERBOARD_MD
@@ -392,5 +403,5 @@ def test_flow_reruns_only_the_changed_part_of_the_real_pipeline(
     assert evaluation.stat().st_mtime_ns == evaluated_at  # evaluation did not depend on it
     board = (small_project / "metrics" / "leaderboard.md").read_text()
     assert _leaderboard_artifact_data(client, flow_run.id) == board and model in board
-    assert [row["model"] for row in state.result()] == [model]
+    assert model in [row["model"] for row in state.result()]
     _assert_up_to_date(small_project)

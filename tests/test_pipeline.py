@@ -86,14 +86,38 @@ def test_metrics_files_hold_every_leaderboard_figure(small_project):
     assert EVALUATION_KEYS <= evaluation.keys()
     assert 0.5 <= evaluation["lfw_accuracy"] <= 1.0
     assert 0.0 <= evaluation["eer"] <= 0.5
-    board = json.loads((small_project / "metrics" / "leaderboard.json").read_text())
-    assert [record["model"] for record in board] == [model]
-    assert set(board[0]) == LEADERBOARD_KEYS
-    assert board[0]["lfw_accuracy"] == evaluation["lfw_accuracy"]
-    assert board[0]["latency_ms"] > 0 and board[0]["gflops"] > 0.1 and board[0]["mparams"] > 1
+    board = {record["model"]: record for record in json.loads((small_project / "metrics" / "leaderboard.json").read_text())}
+    assert set(board) == {model, "dlib_resnet_v1", "facenet_20180408"}
+    ours = board[model]
+    assert set(ours) == LEADERBOARD_KEYS
+    assert ours["lfw_accuracy"] == evaluation["lfw_accuracy"]
+    assert ours["latency_ms"] > 0 and ours["gflops"] > 0.1 and ours["mparams"] > 1
     assert (small_project / "metrics" / "leaderboard.md").read_text().count(model) == 1
     history = pd.read_csv(small_project / "metrics" / "train" / "history.csv")
     assert {"step", "loss", "lr"} <= set(history.columns) and len(history) > 0
+
+
+def test_the_default_leaderboard_ranks_published_peers_on_the_same_faces(small_project):
+    """The default zoo: the two packaged peers run, the checkpoints nobody downloaded are listed as skipped."""
+    model = _params(small_project)["train"]["model_name"]
+    ours = json.loads((small_project / "metrics" / "evaluate" / f"{model}.json").read_text())
+    for peer in ("dlib_resnet_v1", "facenet_20180408"):
+        evaluation = json.loads((small_project / "metrics" / "zoo" / "evaluate" / f"{peer}.json").read_text())
+        assert evaluation["faces"] == ours["faces"] and evaluation["lfw_pairs_scored"] == ours["lfw_pairs_scored"]
+        assert evaluation["lfw_accuracy"] > 0.9
+        benchmark = json.loads((small_project / "metrics" / "zoo" / "benchmark" / f"{peer}.json").read_text())
+        assert benchmark["latency_ms"] > 0 and benchmark["size_mb"] > 1
+    board = [record["model"] for record in json.loads((small_project / "metrics" / "leaderboard.json").read_text())]
+    assert board.index(model) == 2  # one epoch on 12 people does not beat published models
+    report = json.loads((small_project / "metrics" / "zoo" / "evaluate_report.json").read_text())
+    skipped = {entry["name"] for entry in _params(small_project)["zoo"] if "path" in entry}
+    assert set(report["skipped"]) == skipped and len(skipped) >= 4
+    markdown = (small_project / "metrics" / "leaderboard.md").read_text()
+    for name in skipped:
+        assert f"- {name}: checkpoint file not found: " in markdown
+    assert (small_project / "metrics" / "zoo" / "roc" / "dlib_resnet_v1.csv").exists()
+    plots = run(["dvc", "plots", "show", "--json"], small_project).stdout
+    assert "metrics/zoo/roc/facenet_20180408.csv" in plots
 
 
 def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project):
@@ -110,6 +134,6 @@ def test_changing_an_evaluation_parameter_reruns_only_what_depends_on_it(small_p
     (small_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = run(["dvc", "repro"], small_project).stdout
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
-    assert ran == {"evaluate", "leaderboard"}
+    assert ran == {"evaluate", "evaluate_zoo", "leaderboard"}
     diff = run(["dvc", "params", "diff"], small_project).stdout
     assert "evaluate.flip" in diff

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
+
+# What every backbone takes: N×3×112×112 float RGB (x/255 − 0.5)/0.5, ArcFace-aligned crops.
+INPUT_SHAPE = (3, 112, 112)
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -32,4 +36,11 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
     return builder(**kwargs)
 
 
-from facerec.backbones import iresnet, mobilefacenet  # noqa: E402,F401  (registration)
+def meta_backbone(name: str, **kwargs) -> nn.Module:
+    """``build_backbone`` on the meta device: the structure, keys and shapes, no memory and no
+    initialisation (which takes seconds for the large ViTs); load or allocate weights after."""
+    with torch.device("meta"):
+        return build_backbone(name, **kwargs)
+
+
+from facerec.backbones import iresnet, mobilefacenet, adaface, topofr, vit  # noqa: E402,F401  (registration)

@@ -2,7 +2,8 @@
 
 Pre-activation style blocks: BN → conv3×3 → BN → PReLU → conv3×3(stride) → BN, plus a
 1×1 conv + BN shortcut when the shape changes. The head flattens the 7×7 map into a
-fully connected embedding followed by a BatchNorm1d whose scale is frozen at 1.
+fully connected embedding followed by a BatchNorm1d whose scale is frozen at 1 (TopoFR
+trains it: ``trainable_embedding_scale``). Layer counts per stage are arcface_torch's.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class IBasicBlock(nn.Module):
 
 class IResNet(nn.Module):
     def __init__(self, blocks_per_stage: tuple[int, int, int, int], embedding_size: int = 512,
-                 dropout: float = 0.0, widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
+                 dropout: float = 0.0, widths: tuple[int, ...] = (64, 128, 256, 512),
+                 trainable_embedding_scale: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0], eps=_BN_EPS)
@@ -55,7 +57,7 @@ class IResNet(nn.Module):
         self.fc = nn.Linear(in_channels * 7 * 7, embedding_size)
         self.features = nn.BatchNorm1d(embedding_size, eps=_BN_EPS)
         nn.init.constant_(self.features.weight, 1.0)
-        self.features.weight.requires_grad = False
+        self.features.weight.requires_grad = trainable_embedding_scale
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, 0, 0.1)
@@ -84,3 +86,13 @@ def iresnet34(**kwargs) -> IResNet:
 @register("iresnet50")
 def iresnet50(**kwargs) -> IResNet:
     return IResNet((3, 4, 14, 3), **kwargs)
+
+
+@register("iresnet100")
+def iresnet100(**kwargs) -> IResNet:
+    return IResNet((3, 13, 30, 3), **kwargs)
+
+
+@register("iresnet200")
+def iresnet200(**kwargs) -> IResNet:
+    return IResNet((6, 26, 60, 6), **kwargs)

