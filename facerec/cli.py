@@ -38,10 +38,7 @@ def _section(params_file: Path | None, name: str, defaults: type):
             return defaults()
         except ValidationError:
             raise typer.BadParameter(f"the {name} section has required keys: pass --params") from None
-    try:
-        return getattr(load_params(path), name)
-    except ConfigError as error:
-        raise typer.BadParameter(str(error)) from None
+    return getattr(_params_file(path), name)
 
 
 def _print(record) -> None:
@@ -201,6 +198,7 @@ def zoo_inspect(path: Annotated[Path, typer.Argument(help="a checkpoint file")])
 
 
 def _params_file(params: Path | None):
+    """The validated params file (``params.yaml`` here by default); errors become usage errors."""
     try:
         return load_params(params or Path("params.yaml"))
     except ConfigError as error:

@@ -149,17 +149,14 @@ def evaluate_peer(name: str, images: Path, detections: Path, aligned_dir: Path, 
     return _score(aligned, embed_photo_faces(embedder, faces, len(aligned)), pairs, roc_path)
 
 
-def zoo_skip_reason(entry: ZooEntry) -> str | None:
-    """Why a zoo entry cannot run here (None when it can): its file or its package is missing."""
-    from facerec.peers import PEERS, PeerUnavailable, load_peer
+def _missing_checkpoint(entry: ZooEntry) -> str | None:
+    """Why a checkpoint entry cannot run here (its file is missing), None for peers and present files.
+    A peer's missing package is found when it is loaded (PeerUnavailable), not loaded twice to check."""
+    from facerec.peers import PEERS
 
-    if entry.arch in PEERS:
-        try:
-            load_peer(entry.arch)
-        except PeerUnavailable as error:
-            return str(error)
+    if entry.arch in PEERS or entry.path.is_file():
         return None
-    return None if entry.path.is_file() else f"checkpoint file not found: {entry.path}"
+    return f"checkpoint file not found: {entry.path}"
 
 
 def _run_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, run: Callable[[ZooEntry], dict]) -> dict:
@@ -169,16 +166,21 @@ def _run_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, run: Cal
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.json"):
         stale.unlink()
+    from facerec.peers import PeerUnavailable
+
     report = {"ran": [], "skipped": {}}
     for entry in entries:
-        reason = zoo_skip_reason(entry)
-        if reason:
-            log.warning("zoo entry %s (%s) skipped: %s", entry.name, entry.arch, reason)
-            report["skipped"][entry.name] = reason
-            continue
-        log.info("zoo entry %s (%s)", entry.name, entry.arch)
-        write_metrics(out_dir / f"{entry.name}.json", run(entry))
-        report["ran"].append(entry.name)
+        reason = _missing_checkpoint(entry)
+        if reason is None:
+            log.info("zoo entry %s (%s)", entry.name, entry.arch)
+            try:
+                write_metrics(out_dir / f"{entry.name}.json", run(entry))
+                report["ran"].append(entry.name)
+                continue
+            except PeerUnavailable as error:
+                reason = str(error)
+        log.warning("zoo entry %s (%s) skipped: %s", entry.name, entry.arch, reason)
+        report["skipped"][entry.name] = reason
     write_json(report_path, report)
     return report
 
