@@ -71,9 +71,15 @@ class GateParams(_Section):
 
 
 class HeadParams(_Section):
-    type: Literal["arcface"] = "arcface"
+    type: Literal["arcface", "cosface", "combined", "adaface"] = Field(
+        "arcface", description="margin head (facerec.heads); combined = insightface's (m1, m2, m3)")
     scale: float = Field(64.0, gt=0)
-    margin: float = Field(0.5, ge=0.0, lt=3.14159)
+    margin: float = Field(0.5, ge=0.0, lt=3.14159, description="arcface: angular m; cosface: cosine m; adaface: m")
+    m1: float = Field(1.0, ge=1.0, description="combined: multiplicative angular margin")
+    m2: float = Field(0.5, ge=0.0, lt=3.14159, description="combined: additive angular margin")
+    m3: float = Field(0.0, ge=0.0, description="combined: additive cosine margin")
+    h: float = Field(0.333, gt=0.0, description="adaface: how strongly the feature norm scales the margin")
+    t_alpha: float = Field(0.01, gt=0.0, le=1.0, description="adaface: momentum of the running norm statistics")
 
 
 class TrainParams(_Section):

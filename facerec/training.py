@@ -22,7 +22,7 @@ from facerec.backbones import build_backbone
 from facerec.config import TrainParams
 from facerec.data.aligned import load_crops, normalise
 from facerec.hardware import use_bf16
-from facerec.heads import ArcFaceHead
+from facerec.heads import build_head
 from facerec.zoo import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
                 checkpoint_path: str | Path) -> TrainResult:
-    """Train ``params.backbone`` with an ArcFace head; save the checkpoint; return the history."""
+    """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint; return the history."""
     torch.set_num_threads(params.num_threads)
     generator = seed_everything(params.seed)
     faces = select_training_faces(aligned, params.min_images_per_identity)
@@ -85,7 +85,8 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
 
     model = build_backbone(params.backbone, embedding_size=params.embedding_size)
     model = model.to(memory_format=torch.channels_last)
-    head = ArcFaceHead(params.embedding_size, num_classes, params.head.scale, params.head.margin)
+    head = build_head(params.head.type, params.embedding_size, num_classes,
+                      **params.head.model_dump(exclude={"type"}))
     optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=params.lr,
                                 momentum=params.momentum, weight_decay=params.weight_decay)
     steps_per_epoch = len(faces) // params.batch_size
