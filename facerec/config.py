@@ -89,10 +89,16 @@ class TrainParams(_Section):
     head: HeadParams = HeadParams()
     epochs: int = Field(ge=1)
     batch_size: int = Field(64, ge=2)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd momentum; adamw's beta1")
+    weight_decay: float = Field(5e-4, ge=0, description="on weights only, not on norms and biases")
     warmup_epochs: float = Field(1.0, ge=0)
+    schedule: Literal["poly", "cosine", "step"] = Field("poly", description="after warm-up, stepped per iteration")
+    poly_power: float = Field(2.0, gt=0)
+    step_epochs: list[float] = Field([], description="schedule step: epochs at which the lr is multiplied by step_gamma")
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; null = no clipping")
     min_images_per_identity: int = Field(2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: int = Field(2, ge=1)

@@ -1,14 +1,18 @@
 """The training loop: a backbone plus a margin head over aligned identity folders.
 
-SGD with linear warm-up then polynomial decay stepped per iteration (insightface's
-schedule), bf16 autocast on CPU, one log row per step for ``dvc plots``.
+SGD or AdamW (no weight decay on norms and biases), linear warm-up then a polynomial,
+cosine or step schedule stepped per iteration, optional gradient clipping, bf16 autocast
+on CPU, one log row per step for ``dvc plots``.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from facerec.backbones import build_backbone
@@ -53,15 +58,43 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def warmup_poly_schedule(total_steps: int, warmup_steps: int, power: float = 2.0):
-    """LR multiplier per step: linear warm-up to 1, then (1 − progress)^power down to 0."""
+def lr_multiplier(params: TrainParams, steps_per_epoch: int) -> Callable[[int], float]:
+    """LR multiplier per iteration: linear warm-up to 1 over ``warmup_epochs``, then the
+    ``schedule``: (1 − progress)^poly_power (insightface's), half a cosine to 0, or
+    × step_gamma at each of ``step_epochs``."""
+    total = steps_per_epoch * params.epochs
+    warmup = int(params.warmup_epochs * steps_per_epoch)
+    milestones = [int(epoch * steps_per_epoch) for epoch in params.step_epochs]
+
     def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return max(0.0, 1.0 - progress) ** power
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if params.schedule == "poly":
+            return (1.0 - progress) ** params.poly_power
+        if params.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return params.step_gamma ** bisect.bisect_right(milestones, step)
 
     return multiplier
+
+
+def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only: decaying norm scales, biases and
+    PReLU slopes (every tensor of one dimension) only pulls them towards 0."""
+    decay, no_decay = [], []
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(params: TrainParams, modules: list[nn.Module]) -> torch.optim.Optimizer:
+    groups = parameter_groups(modules, params.weight_decay)
+    if params.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=params.lr, betas=(params.momentum, 0.999), foreach=True)
+    return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, foreach=True)
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -87,15 +120,12 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     model = model.to(memory_format=torch.channels_last)
     head = build_head(params.head.type, params.embedding_size, num_classes,
                       **params.head.model_dump(exclude={"type"}))
-    optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=params.lr,
-                                momentum=params.momentum, weight_decay=params.weight_decay)
+    optimizer = build_optimizer(params, [model, head])
     steps_per_epoch = len(faces) // params.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{len(faces)} faces are fewer than one batch of {params.batch_size}")
     total_steps = steps_per_epoch * params.epochs
-    warmup_steps = int(params.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_poly_schedule(total_steps, warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(params, steps_per_epoch))
 
     bf16 = use_bf16(params.precision)
     history, started, step = [], time.perf_counter(), 0
@@ -114,6 +144,8 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
             loss = F.cross_entropy(logits, labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if params.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], params.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1

@@ -27,3 +27,39 @@ def test_each_head_trains_and_its_state_is_saved_with_the_checkpoint(head, small
     if head["type"] == "adaface":
         # The running norm statistics moved away from their initial 20 / 100 and were saved.
         assert saved["norm_mean"].item() != 20.0 and saved["norm_std"].item() != 100.0
+
+
+def _params(**changes) -> TrainParams:
+    return TrainParams.model_validate({"model_name": "m", "epochs": 10, "warmup_epochs": 1.0, **changes})
+
+
+def test_schedules_warm_up_linearly_then_decay_per_iteration():
+    steps_per_epoch = 10
+    poly = [_lr(_params(), steps_per_epoch, step) for step in range(100)]
+    assert poly[0] == pytest.approx(0.1) and poly[9] == pytest.approx(1.0)  # warm-up over epoch 1
+    assert poly[10] == pytest.approx(1.0) and poly[55] == pytest.approx((1 - 45 / 90) ** 2)
+    cosine = _params(schedule="cosine")
+    assert _lr(cosine, steps_per_epoch, 55) == pytest.approx(0.5) and _lr(cosine, steps_per_epoch, 100) == pytest.approx(0)
+    step = _params(schedule="step", step_epochs=[4, 8], step_gamma=0.1)
+    assert [_lr(step, steps_per_epoch, s) for s in (39, 40, 79, 80)] == pytest.approx([1, 0.1, 0.1, 0.01])
+
+
+def _lr(params: TrainParams, steps_per_epoch: int, step: int) -> float:
+    from facerec.training import lr_multiplier
+
+    return lr_multiplier(params, steps_per_epoch)(step)
+
+
+def test_weight_decay_spares_norms_biases_and_prelu_and_adamw_is_available():
+    from facerec.backbones import build_backbone
+    from facerec.training import build_optimizer
+
+    model = build_backbone("mobilefacenet")
+    optimizer = build_optimizer(_params(optimizer="adamw", weight_decay=0.05), [model])
+    decayed, spared = optimizer.param_groups
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert decayed["weight_decay"] == 0.05 and spared["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in spared["params"])
+    prelu = next(m for m in model.modules() if isinstance(m, torch.nn.PReLU)).weight
+    assert any(p is prelu for p in spared["params"])
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
