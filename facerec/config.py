@@ -99,6 +99,7 @@ class TrainParams(_Section):
     step_epochs: list[float] = Field([], description="schedule step: epochs at which the lr is multiplied by step_gamma")
     step_gamma: float = Field(0.1, gt=0, le=1)
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; null = no clipping")
+    checkpoint_every: int = Field(200, ge=0, description="steps between resumable training states; 0 = none")
     min_images_per_identity: int = Field(2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: int = Field(2, ge=1)

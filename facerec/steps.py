@@ -22,6 +22,7 @@ from facerec.io import read_table, write_json, write_table
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.parquet"
+TRAIN_STATE_DIR = Path(".cache/facerec/train")
 REJECTS = "rejects.parquet"
 
 
@@ -94,11 +95,15 @@ def detection_report(detect_dir: Path, align_dir: Path, params: DetectParams) ->
 
 
 def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams) -> dict:
-    """Train a model on an aligned set; write the checkpoint and the per-step history."""
+    """Train a model on an aligned set; write the checkpoint and the per-step history.
+
+    The resumable state lives in .cache/facerec/train/ (not a DVC out, which DVC would
+    delete before rerunning the stage): a killed run, rerun, continues where it stopped."""
     from facerec.data.aligned import read_aligned_manifest
     from facerec.training import train_model
 
-    result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, checkpoint)
+    state = TRAIN_STATE_DIR / f"{params.model_name}.pt"
+    result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, checkpoint, state)
     write_table(history_path, result.history.round(6))
     return result.summary
 

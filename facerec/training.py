@@ -8,6 +8,7 @@ on CPU, one log row per step for ``dvc plots``.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import math
 import random
@@ -28,6 +29,7 @@ from facerec.config import TrainParams
 from facerec.data.aligned import load_crops, normalise
 from facerec.hardware import use_bf16
 from facerec.heads import build_head
+from facerec.io import atomic_path
 from facerec.zoo import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,11 @@ def select_training_faces(aligned: pd.DataFrame, min_images: int) -> pd.DataFram
     return kept
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
+    """Seed every global RNG a model's initialisation may draw from."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def lr_multiplier(params: TrainParams, steps_per_epoch: int) -> Callable[[int], float]:
@@ -105,11 +107,38 @@ def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return batch
 
 
+def training_fingerprint(params: TrainParams, faces: pd.DataFrame) -> str:
+    """What a saved training state belongs to: every parameter but the thread count, and the faces."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(params.model_dump_json(exclude={"num_threads", "checkpoint_every"}).encode())
+    digest.update(pd.util.hash_pandas_object(faces[["path", "label"]], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
+    """The shuffled face order of ``epoch``: a function of seed and epoch alone, so a resumed
+    run sees the same order without saving it."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def _save_state(path: Path, **state) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
-                checkpoint_path: str | Path) -> TrainResult:
-    """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint; return the history."""
+                checkpoint_path: str | Path, state_path: str | Path | None = None) -> TrainResult:
+    """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint;
+    return the history.
+
+    With ``state_path``, the whole training state (model, head, optimiser, scheduler, RNG
+    states, step, history) is written there atomically every ``checkpoint_every`` steps; a
+    run that finds a state of the same parameters and faces there resumes from it and ends
+    with exactly the weights of an uninterrupted run. The state is removed at the end.
+    """
     torch.set_num_threads(params.num_threads)
-    generator = seed_everything(params.seed)
+    seed_everything(params.seed)
+    augment_generator = torch.Generator().manual_seed(params.seed)
     faces = select_training_faces(aligned, params.min_images_per_identity)
     num_classes = int(faces["label"].max()) + 1
     log.info("training %s on %d faces of %d identities", params.backbone, len(faces), num_classes)
@@ -127,38 +156,61 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     total_steps = steps_per_epoch * params.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(params, steps_per_epoch))
 
+    fingerprint = training_fingerprint(params, faces)
+    state_path = Path(state_path) if state_path else None
+    history, step, trained_seconds = [], 0, 0.0
+    if state_path and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            head.load_state_dict(state["head"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            augment_generator.set_state(state["augment_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            history, step, trained_seconds = state["history"], state["step"], state["seconds"]
+            log.info("resuming from %s at step %d of %d", state_path, step, total_steps)
+        else:
+            log.warning("%s holds the state of other parameters or faces: starting afresh", state_path)
+
     bf16 = use_bf16(params.precision)
-    history, started, step = [], time.perf_counter(), 0
+    started = time.perf_counter() - trained_seconds
     model.train()
     head.train()
-    progress = tqdm(total=total_steps, desc=f"train {params.backbone}", unit="step", mininterval=10)
-    for epoch in range(params.epochs):
-        order = torch.randperm(len(faces), generator=generator)
-        for batch_index in range(steps_per_epoch):
-            index = order[batch_index * params.batch_size:(batch_index + 1) * params.batch_size]
-            images = normalise(augment(crops[index], generator)).contiguous(
-                memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                embeddings = model(images)
-            logits = head(embeddings.float(), labels[index])
-            loss = F.cross_entropy(logits, labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if params.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], params.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            accuracy = (logits.argmax(1) == labels[index]).float().mean().item()
-            history.append({"step": step, "epoch": epoch + (batch_index + 1) / steps_per_epoch,
-                            "loss": loss.item(), "train_accuracy": accuracy,
-                            "lr": optimizer.param_groups[0]["lr"]})
-            progress.update()
-            progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
+    progress = tqdm(total=total_steps, initial=step, desc=f"train {params.backbone}", unit="step", mininterval=10)
+    while step < total_steps:
+        epoch, batch_index = divmod(step, steps_per_epoch)
+        index = epoch_order(params.seed, epoch, len(faces))[batch_index * params.batch_size:
+                                                            (batch_index + 1) * params.batch_size]
+        images = normalise(augment(crops[index], augment_generator)).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            embeddings = model(images)
+        logits = head(embeddings.float(), labels[index])
+        loss = F.cross_entropy(logits, labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if params.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], params.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        accuracy = (logits.argmax(1) == labels[index]).float().mean().item()
+        history.append({"step": step, "epoch": epoch + (batch_index + 1) / steps_per_epoch,
+                        "loss": loss.item(), "train_accuracy": accuracy,
+                        "lr": optimizer.param_groups[0]["lr"]})
+        progress.update()
+        progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
+        if state_path and params.checkpoint_every and step % params.checkpoint_every == 0 and step < total_steps:
+            _save_state(state_path, fingerprint=fingerprint, step=step, history=history,
+                        seconds=time.perf_counter() - started, model=model.state_dict(), head=head.state_dict(),
+                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        augment_rng=augment_generator.get_state(), torch_rng=torch.get_rng_state())
     progress.close()
     seconds = time.perf_counter() - started
     save_checkpoint(checkpoint_path, model, params.backbone, params.embedding_size,
                     identities=sorted(faces["identity"].unique()), head=head)
+    if state_path:
+        state_path.unlink(missing_ok=True)
     last_epoch = pd.DataFrame(history[-steps_per_epoch:])
     summary = {
         "backbone": params.backbone,

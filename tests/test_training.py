@@ -63,3 +63,52 @@ def test_weight_decay_spares_norms_biases_and_prelu_and_adamw_is_available():
     prelu = next(m for m in model.modules() if isinstance(m, torch.nn.PReLU)).weight
     assert any(p is prelu for p in spared["params"])
     assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+
+
+def _train_command(small_project, checkpoint, params_file) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "facerec", "train", "--aligned", str(small_project / "data" / "aligned" / "train"),
+            "--checkpoint", str(checkpoint), "--history", str(checkpoint.with_suffix(".csv")),
+            "--params", str(params_file)]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(small_project, tmp_path):
+    """SIGKILL a real training process after its first saved state; the rerun resumes from
+    it and ends with exactly the weights and history of a run that was never interrupted."""
+    import signal
+    import subprocess
+    import time
+
+    import pandas as pd
+
+    raw = yaml.safe_load((small_project / "params.yaml").read_text())
+    raw["train"].update(epochs=2, batch_size=32, checkpoint_every=3, warmup_epochs=0.5)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    whole.mkdir()
+    interrupted.mkdir()
+    subprocess.run(_train_command(small_project, whole / "model.pt", params_file), cwd=whole, check=True,
+                   capture_output=True)
+
+    state = interrupted / ".cache" / "facerec" / "train" / f"{raw['train']['model_name']}.pt"
+    process = subprocess.Popen(_train_command(small_project, interrupted / "model.pt", params_file),
+                               cwd=interrupted, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists() and not (interrupted / "model.pt").exists(), "the run was not killed mid-training"
+    saved_step = torch.load(state, weights_only=True)["step"]
+    resumed = subprocess.run(_train_command(small_project, interrupted / "model.pt", params_file),
+                             cwd=interrupted, check=True, capture_output=True, text=True)
+    assert f"resuming from" in resumed.stderr + resumed.stdout and not state.exists()
+
+    first, second = read_checkpoint(whole / "model.pt"), read_checkpoint(interrupted / "model.pt")
+    for part in ("state_dict", "head_state_dict"):
+        assert first[part].keys() == second[part].keys()
+        assert all(torch.equal(first[part][key], second[part][key]) for key in first[part]), part
+    history = pd.read_csv(interrupted / "model.csv")
+    assert history.equals(pd.read_csv(whole / "model.csv")) and len(history) > saved_step >= 3
