@@ -100,6 +100,12 @@ class TrainParams(_Section):
     step_gamma: float = Field(0.1, gt=0, le=1)
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; null = no clipping")
     checkpoint_every: int = Field(200, ge=0, description="steps between resumable training states; 0 = none")
+    validation_identities: int = Field(
+        0, ge=0, description="identities held out of training to select the model on; 0 = keep the last")
+    validation_metric: Literal["accuracy", "roc_auc", "tar_at_far_1e-2", "tar_at_far_1e-3"] = Field(
+        "tar_at_far_1e-2", description="verification over every pair of the held-out faces, once per epoch")
+    patience: int = Field(0, ge=0, description="stop after this many validations without improvement; 0 = never")
+    min_delta: float = Field(0.0, ge=0.0, description="smallest validation gain that counts as an improvement")
     min_images_per_identity: int = Field(2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: int = Field(2, ge=1)

@@ -105,6 +105,8 @@ def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: Train
     state = TRAIN_STATE_DIR / f"{params.model_name}.pt"
     result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, checkpoint, state)
     write_table(history_path, result.history.round(6))
+    if len(result.validation):
+        write_table(history_path.with_name("validation.csv"), result.validation.round(6))
     return result.summary
 
 

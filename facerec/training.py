@@ -30,6 +30,7 @@ from facerec.data.aligned import load_crops, normalise
 from facerec.hardware import use_bf16
 from facerec.heads import build_head
 from facerec.io import atomic_path
+from facerec.validation import EarlyStopping, hold_out_identities, validation_score
 from facerec.zoo import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    history: pd.DataFrame
+    history: pd.DataFrame  # one row per step
+    validation: pd.DataFrame  # one row per validation: step, epoch, score, best
     summary: dict
 
 
@@ -139,11 +141,18 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     torch.set_num_threads(params.num_threads)
     seed_everything(params.seed)
     augment_generator = torch.Generator().manual_seed(params.seed)
-    faces = select_training_faces(aligned, params.min_images_per_identity)
+    selected = select_training_faces(aligned, params.min_images_per_identity)
+    faces, held_out = hold_out_identities(selected.drop(columns="label"), params.validation_identities, params.seed)
+    faces = select_training_faces(faces, params.min_images_per_identity)
     num_classes = int(faces["label"].max()) + 1
-    log.info("training %s on %d faces of %d identities", params.backbone, len(faces), num_classes)
+    log.info("training %s on %d faces of %d identities; %d faces of %d identities held out for validation",
+             params.backbone, len(faces), num_classes, len(held_out), held_out["identity"].nunique())
     crops = load_crops(aligned_dir, faces["path"].tolist())
     labels = torch.tensor(faces["label"].to_numpy(), dtype=torch.long)
+    held_out_crops = load_crops(aligned_dir, held_out["path"].tolist()) if len(held_out) else None
+    stopping = EarlyStopping(params.patience, params.min_delta)
+    validations: list[dict] = []
+    best_weights: dict | None = None
 
     model = build_backbone(params.backbone, embedding_size=params.embedding_size)
     model = model.to(memory_format=torch.channels_last)
@@ -169,6 +178,8 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
             augment_generator.set_state(state["augment_rng"])
             torch.set_rng_state(state["torch_rng"])
             history, step, trained_seconds = state["history"], state["step"], state["seconds"]
+            validations, best_weights = state["validations"], state["best_weights"]
+            stopping.load_state_dict(state["stopping"])
             log.info("resuming from %s at step %d of %d", state_path, step, total_steps)
         else:
             log.warning("%s holds the state of other parameters or faces: starting afresh", state_path)
@@ -178,7 +189,7 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     model.train()
     head.train()
     progress = tqdm(total=total_steps, initial=step, desc=f"train {params.backbone}", unit="step", mininterval=10)
-    while step < total_steps:
+    while step < total_steps and not stopping.should_stop:
         epoch, batch_index = divmod(step, steps_per_epoch)
         index = epoch_order(params.seed, epoch, len(faces))[batch_index * params.batch_size:
                                                             (batch_index + 1) * params.batch_size]
@@ -200,13 +211,28 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
                         "lr": optimizer.param_groups[0]["lr"]})
         progress.update()
         progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
+        if held_out_crops is not None and step % steps_per_epoch == 0:
+            score = validation_score(model, held_out_crops, held_out["identity"].to_numpy(), params.validation_metric)
+            improved = stopping.update(score, step)
+            if improved:
+                best_weights = {"model": _copy(model.state_dict()), "head": _copy(head.state_dict())}
+            validations.append({"step": step, "epoch": step / steps_per_epoch, params.validation_metric: score,
+                                "best": stopping.best})
+            log.info("epoch %d: validation %s %.4f (best %.4f at step %d)", epoch + 1, params.validation_metric,
+                     score, stopping.best, stopping.best_step)
         if state_path and params.checkpoint_every and step % params.checkpoint_every == 0 and step < total_steps:
             _save_state(state_path, fingerprint=fingerprint, step=step, history=history,
                         seconds=time.perf_counter() - started, model=model.state_dict(), head=head.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        augment_rng=augment_generator.get_state(), torch_rng=torch.get_rng_state())
+                        augment_rng=augment_generator.get_state(), torch_rng=torch.get_rng_state(),
+                        validations=validations, best_weights=best_weights, stopping=stopping.state_dict())
     progress.close()
     seconds = time.perf_counter() - started
+    if stopping.should_stop:
+        log.info("early stop at step %d: no validation gain in %d epochs", step, params.patience)
+    if best_weights is not None:  # model selection: the best validated weights, not the last
+        model.load_state_dict(best_weights["model"])
+        head.load_state_dict(best_weights["head"])
     save_checkpoint(checkpoint_path, model, params.backbone, params.embedding_size,
                     identities=sorted(faces["identity"].unique()), head=head)
     if state_path:
@@ -223,5 +249,12 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
         "train_seconds": round(seconds, 1),
         "samples_per_second": round(step * params.batch_size / seconds, 2),
     }
+    if validations:
+        summary.update({f"validation_{params.validation_metric}": stopping.best, "best_step": stopping.best_step,
+                        "stopped_early": stopping.should_stop})
     log.info("trained in %.0f s: %s", seconds, summary)
-    return TrainResult(history=pd.DataFrame(history), summary=summary)
+    return TrainResult(history=pd.DataFrame(history), validation=pd.DataFrame(validations), summary=summary)
+
+
+def _copy(state: dict) -> dict:
+    return {key: value.detach().clone() for key, value in state.items()}
