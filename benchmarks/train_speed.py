@@ -7,7 +7,8 @@ loss, backward, optimiser) in three ways, all in one run:
   CPU has native bf16 (else fp32), a standard (per-parameter loop) SGD step — what a plain
   training script does;
 - ``ours_fp32`` and, where bf16 is native, ``ours_bf16``: facerec's step (channels_last,
-  foreach SGD without decay on norms). Without native bf16 (AVX2-only CPUs) bf16 is
+  foreach SGD without decay on norms); with ``--compile`` also ``ours_compiled`` (the same
+  with the backbone under ``torch.compile``, in the faster of the two precisions). Without native bf16 (AVX2-only CPUs) bf16 is
   emulated about 10× slower than fp32, so it is not timed there.
 
 Beside them, torch's dense matmul rate (4096² fp32 and bf16, same threads) and each step's
@@ -56,7 +57,7 @@ def step_rate(arch: str, batch_size: int, variant: str, steps: int) -> float:
     torch.manual_seed(0)
     model = build_backbone(arch).train()
     head = ArcFaceHead(512, CLASSES)
-    bf16 = variant == "ours_bf16" or (variant == "reference" and use_bf16("auto"))
+    bf16 = variant == "ours_bf16" or (variant in ("reference", "ours_compiled") and use_bf16("auto"))
     if variant == "reference":
         optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.1, momentum=0.9,
                                     weight_decay=5e-4, foreach=False)
@@ -67,10 +68,11 @@ def step_rate(arch: str, batch_size: int, variant: str, steps: int) -> float:
     if variant != "reference":
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, CLASSES, (batch_size,))
+    forward = torch.compile(model) if variant == "ours_compiled" else model
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            embeddings = model(images)
+            embeddings = forward(images)
         loss = F.cross_entropy(head(embeddings.float(), labels), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -90,6 +92,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd step")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -102,9 +105,11 @@ def main() -> None:
     for arch in args.archs:
         flops_per_sample = 3 * 2 * complexity(arch).gflops * 1e9
         figures = {}
-        for variant in ("reference", "ours_fp32", "ours_bf16") if native_bf16 else ("reference", "ours_fp32"):
+        variants = ["reference", "ours_fp32", "ours_bf16"] if native_bf16 else ["reference", "ours_fp32"]
+        for variant in variants + (["ours_compiled"] if args.compile else []):
             samples = step_rate(arch, args.batch_size, variant, args.steps)
-            rate = rates["bf16" if variant == "ours_bf16" or (variant == "reference" and native_bf16) else "fp32"]
+            bf16 = variant == "ours_bf16" or (variant in ("reference", "ours_compiled") and native_bf16)
+            rate = rates["bf16" if bf16 else "fp32"]
             figures[variant] = {"samples_per_second": samples,
                                 "fraction_of_matmul_rate": samples * flops_per_sample / rate}
             print(f"{arch:14s} {variant:10s} {samples:7.2f} samples/s  "

@@ -1,7 +1,9 @@
 """Margin-based classification heads used to train face embeddings.
 
 Every head takes the backbone's raw embeddings N×D and the labels, and returns scaled
-logits N×C for cross-entropy. Cosines and margins are computed in fp32 even under
+logits N×C for cross-entropy. ``margin_logits`` does the same from cosines to any subset of
+the class centres (Partial FC's sampled, sharded classes: ``facerec.partial_fc``), where a
+row whose class is not in the subset has target −1 and gets no margin. Cosines and margins are computed in fp32 even under
 autocast: bf16 resolves cos θ near 1 only to ~0.004, as coarse as the margins themselves.
 """
 
@@ -23,8 +25,26 @@ class _CosineClassifier(nn.Module):
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.normal_(self.weight, std=0.01)
 
-    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.normalize(embeddings.float()), F.normalize(self.weight.float())).clamp(-1.0, 1.0)
+    def cosine(self, embeddings: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """fp32 cosines of each embedding to each row of ``weight`` (default: every centre)."""
+        weight = self.weight if weight is None else weight
+        return F.linear(F.normalize(embeddings.float()), F.normalize(weight.float())).clamp(-1.0, 1.0)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return self.margin_logits(self.cosine(embeddings), labels, embeddings)
+
+    def margin_logits(self, cosine: torch.Tensor, targets: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Scaled logits from N×K fp32 cosines, the margin on column ``targets[i]`` of row i
+        (none where it is −1); ``embeddings`` are the N raw embeddings the cosines came from."""
+        rows = torch.nonzero(targets >= 0).squeeze(1)
+        columns = targets[rows]
+        margined = self._margin(cosine[rows, columns], embeddings[rows])
+        return cosine.index_put((rows, columns), margined) * self.scale
+
+    def _margin(self, target: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """The margined target cosine of each row from its cosine and its raw embedding."""
+        raise NotImplementedError
 
 
 class CombinedMarginHead(_CosineClassifier):
@@ -46,18 +66,14 @@ class CombinedMarginHead(_CosineClassifier):
         self._theta_limit = (math.pi - m2) / m1  # where m1·θ + m2 reaches π
         self._fallback = m2 * math.sin(math.pi - m2) if m1 == 1.0 else math.cos(self._theta_limit) + 1.0
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            cosine = self.cosine(embeddings)
-            target = cosine.gather(1, labels[:, None])
-            if self.m1 == 1.0:  # cos(θ + m2) from cos θ without acos, whose gradient explodes at ±1
-                sine = torch.sqrt((1.0 - target * target).clamp_min(0.0))
-                angular = target * math.cos(self.m2) - sine * math.sin(self.m2)
-            else:
-                angular = torch.cos(self.m1 * torch.acos(target.clamp(-1 + 1e-7, 1 - 1e-7)) + self.m2)
-            inside = target > math.cos(self._theta_limit)
-            margined = torch.where(inside, angular, target - self._fallback) - self.m3
-            return cosine.scatter(1, labels[:, None], margined) * self.scale
+    def _margin(self, target: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        if self.m1 == 1.0:  # cos(θ + m2) from cos θ without acos, whose gradient explodes at ±1
+            sine = torch.sqrt((1.0 - target * target).clamp_min(0.0))
+            angular = target * math.cos(self.m2) - sine * math.sin(self.m2)
+        else:
+            angular = torch.cos(self.m1 * torch.acos(target.clamp(-1 + 1e-7, 1 - 1e-7)) + self.m2)
+        inside = target > math.cos(self._theta_limit)
+        return torch.where(inside, angular, target - self._fallback) - self.m3
 
 
 class ArcFaceHead(CombinedMarginHead):
@@ -93,20 +109,22 @@ class AdaFaceHead(_CosineClassifier):
         self.register_buffer("norm_mean", torch.tensor(20.0))
         self.register_buffer("norm_std", torch.tensor(100.0))
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            cosine = self.cosine(embeddings)
-            norms = embeddings.detach().float().norm(dim=1, keepdim=True).clamp(0.001, 100.0)
-            if self.training:
-                with torch.no_grad():
-                    self.norm_mean.lerp_(norms.mean(), self.t_alpha)
-                    self.norm_std.lerp_(norms.std(), self.t_alpha)
-            quality = ((norms - self.norm_mean) / (self.norm_std + self.EPS) * self.h).clamp(-1.0, 1.0)
-            target = cosine.gather(1, labels[:, None])
-            theta = torch.acos(target.clamp(-1 + self.EPS, 1 - self.EPS))
-            angular = torch.cos((theta - self.margin * quality).clamp(self.EPS, math.pi - self.EPS))
-            margined = angular - (self.margin + self.margin * quality)
-            return cosine.scatter(1, labels[:, None], margined) * self.scale
+    def margin_logits(self, cosine: torch.Tensor, targets: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        if self.training:  # the statistics follow every row, whichever subset of classes we hold
+            norms = self._norms(embeddings)
+            with torch.no_grad():
+                self.norm_mean.lerp_(norms.mean(), self.t_alpha)
+                self.norm_std.lerp_(norms.std(), self.t_alpha)
+        return super().margin_logits(cosine, targets, embeddings)
+
+    def _norms(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return embeddings.detach().float().norm(dim=1).clamp(0.001, 100.0)
+
+    def _margin(self, target: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        quality = ((self._norms(embeddings) - self.norm_mean) / (self.norm_std + self.EPS) * self.h).clamp(-1.0, 1.0)
+        theta = torch.acos(target.clamp(-1 + self.EPS, 1 - self.EPS))
+        angular = torch.cos((theta - self.margin * quality).clamp(self.EPS, math.pi - self.EPS))
+        return angular - (self.margin + self.margin * quality)
 
 
 def build_head(kind: str, embedding_size: int, num_classes: int, scale: float, margin: float,

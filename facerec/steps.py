@@ -95,18 +95,23 @@ def detection_report(detect_dir: Path, align_dir: Path, params: DetectParams) ->
 
 
 def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams) -> dict:
-    """Train a model on an aligned set; write the checkpoint and the per-step history.
+    """Train a model on an aligned set (align's folder or insightface's train.rec); write the checkpoint, the per-step history and, beside
+    it, validation.csv (one row per validation on held-out identities; empty without them).
 
     The resumable state lives in .cache/facerec/train/ (not a DVC out, which DVC would
-    delete before rerunning the stage): a killed run, rerun, continues where it stopped."""
-    from facerec.data.aligned import read_aligned_manifest
+    delete before rerunning the stage): a killed run, rerun, continues where it stopped.
+    Under torchrun every process trains and rank 0 alone writes files."""
+    from facerec.data.training_faces import training_manifest
+    from facerec.distributed import world
     from facerec.training import train_model
 
     state = TRAIN_STATE_DIR / f"{params.model_name}.pt"
-    result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, checkpoint, state)
-    write_table(history_path, result.history.round(6))
-    if len(result.validation):
-        write_table(history_path.with_name("validation.csv"), result.validation.round(6))
+    result = train_model(aligned_dir, training_manifest(aligned_dir), params, checkpoint, state)
+    if world()[0] == 0:
+        write_table(history_path, result.history.round(6))
+        validation = result.validation if len(result.validation) else pd.DataFrame(
+            columns=["step", "epoch", "metric", "score", "best"])
+        write_table(history_path.with_name("validation.csv"), validation.round(6))
     return result.summary
 
 

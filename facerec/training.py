@@ -2,7 +2,8 @@
 
 SGD or AdamW (no weight decay on norms and biases), linear warm-up then a polynomial,
 cosine or step schedule stepped per iteration, optional gradient clipping, bf16 autocast
-on CPU, one log row per step for ``dvc plots``.
+on CPU, one log row per step for ``dvc plots``. Batches and their augmentation come from
+``facerec.data.batches`` (DataLoader workers).
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from facerec.backbones import build_backbone
 from facerec.config import TrainParams
-from facerec.data.aligned import load_crops, normalise
-from facerec.hardware import use_bf16
+from facerec.data.aligned import normalise
+from facerec.data.batches import training_batches
+from facerec.data.training_faces import load_training_crops
+from facerec.distributed import broadcast_float, init_from_environment, training_device
+from facerec.hardware import autocast_dtype, needs_grad_scaler
 from facerec.heads import build_head
+from facerec.partial_fc import PartialFC, shard_bounds
 from facerec.io import atomic_path
 from facerec.validation import EarlyStopping, hold_out_identities, validation_score
 from facerec.zoo import save_checkpoint
@@ -39,7 +45,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainResult:
     history: pd.DataFrame  # one row per step
-    validation: pd.DataFrame  # one row per validation: step, epoch, score, best
+    validation: pd.DataFrame  # one row per validation: step, epoch, metric (its name), score, best so far
     summary: dict
 
 
@@ -101,26 +107,14 @@ def build_optimizer(params: TrainParams, modules: list[nn.Module]) -> torch.opti
     return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, foreach=True)
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip of uint8 crops (a face mirrored is the same person)."""
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
-    batch = batch.clone()
-    batch[flip] = batch[flip].flip(-1)
-    return batch
-
-
-def training_fingerprint(params: TrainParams, faces: pd.DataFrame) -> str:
-    """What a saved training state belongs to: every parameter but the thread count, and the faces."""
+def training_fingerprint(params: TrainParams, faces: pd.DataFrame, world_size: int = 1) -> str:
+    """What a saved training state belongs to: every parameter but the thread and worker
+    counts, the faces, and the number of processes."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(params.model_dump_json(exclude={"num_threads", "checkpoint_every"}).encode())
+    digest.update(params.model_dump_json(exclude={"num_threads", "workers", "checkpoint_every"}).encode())
+    digest.update(str(world_size).encode())
     digest.update(pd.util.hash_pandas_object(faces[["path", "label"]], index=False).to_numpy().tobytes())
     return digest.hexdigest()
-
-
-def epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
-    """The shuffled face order of ``epoch``: a function of seed and epoch alone, so a resumed
-    run sees the same order without saving it."""
-    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
 def _save_state(path: Path, **state) -> None:
@@ -128,45 +122,65 @@ def _save_state(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
+def _rank_path(path: Path, rank: int, world_size: int) -> Path:
+    """Each rank of a multi-process run keeps its own state (its shard of the centres, its RNG)."""
+    return path if world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
                 checkpoint_path: str | Path, state_path: str | Path | None = None) -> TrainResult:
     """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint;
     return the history.
 
-    With ``state_path``, the whole training state (model, head, optimiser, scheduler, RNG
-    states, step, history) is written there atomically every ``checkpoint_every`` steps; a
-    run that finds a state of the same parameters and faces there resumes from it and ends
-    with exactly the weights of an uninterrupted run. The state is removed at the end.
+    With ``state_path``, the whole training state (model, head, optimiser, scheduler, grad
+    scaler, RNG state, step, history, validations and early-stopping state) is written there
+    atomically every ``checkpoint_every`` steps; a run that finds a state of the same
+    parameters, faces and world size there resumes from it and ends with exactly the weights
+    of an uninterrupted run. The state is removed at the end.
+
+    Launched by torchrun with several processes, each trains on its slice of every global
+    batch (``batch_size`` per process) under DDP, holds its shard of the class centres
+    (``facerec.partial_fc``), and rank 0 validates and writes the checkpoint.
     """
     torch.set_num_threads(params.num_threads)
+    device = training_device(params.device)
+    rank, world_size = init_from_environment(device)
     seed_everything(params.seed)
-    augment_generator = torch.Generator().manual_seed(params.seed)
     selected = select_training_faces(aligned, params.min_images_per_identity)
     faces, held_out = hold_out_identities(selected.drop(columns="label"), params.validation_identities, params.seed)
     faces = select_training_faces(faces, params.min_images_per_identity)
     num_classes = int(faces["label"].max()) + 1
-    log.info("training %s on %d faces of %d identities; %d faces of %d identities held out for validation",
-             params.backbone, len(faces), num_classes, len(held_out), held_out["identity"].nunique())
-    crops = load_crops(aligned_dir, faces["path"].tolist())
+    log.info("training %s on %d faces of %d identities (%s, %d process%s); %d faces of %d identities held out "
+             "for validation", params.backbone, len(faces), num_classes, device, world_size,
+             "es" if world_size > 1 else "", len(held_out), held_out["identity"].nunique())
+    crops = load_training_crops(aligned_dir, faces["path"].tolist())
     labels = torch.tensor(faces["label"].to_numpy(), dtype=torch.long)
-    held_out_crops = load_crops(aligned_dir, held_out["path"].tolist()) if len(held_out) else None
+    held_out_crops = load_training_crops(aligned_dir, held_out["path"].tolist()) if len(held_out) and rank == 0 else None
     stopping = EarlyStopping(params.patience, params.min_delta)
     validations: list[dict] = []
     best_weights: dict | None = None
 
-    model = build_backbone(params.backbone, embedding_size=params.embedding_size)
-    model = model.to(memory_format=torch.channels_last)
-    head = build_head(params.head.type, params.embedding_size, num_classes,
-                      **params.head.model_dump(exclude={"type"}))
+    model = build_backbone(params.backbone, embedding_size=params.embedding_size, **params.backbone_options())
+    memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format)
+    shard_start, shard_end = shard_bounds(num_classes, rank, world_size)
+    head = build_head(params.head.type, params.embedding_size, shard_end - shard_start,
+                      **params.head.model_dump(exclude={"type"})).to(device)
+    criterion = PartialFC(head, num_classes, params.sample_rate)
     optimizer = build_optimizer(params, [model, head])
-    steps_per_epoch = len(faces) // params.batch_size
+    global_batch = params.batch_size * world_size
+    steps_per_epoch = len(faces) // global_batch
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(faces)} faces are fewer than one batch of {params.batch_size}")
+        raise ValueError(f"{len(faces)} faces are fewer than one batch of {global_batch}")
     total_steps = steps_per_epoch * params.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(params, steps_per_epoch))
+    autocast = autocast_dtype(params.precision, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(autocast))
+    trained = DDP(model) if world_size > 1 else model
+    forward = torch.compile(trained) if params.compile else trained
 
-    fingerprint = training_fingerprint(params, faces)
-    state_path = Path(state_path) if state_path else None
+    fingerprint = training_fingerprint(params, faces, world_size)
+    state_path = _rank_path(Path(state_path), rank, world_size) if state_path else None
     history, step, trained_seconds = [], 0, 0.0
     if state_path and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -175,7 +189,7 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
             head.load_state_dict(state["head"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            augment_generator.set_state(state["augment_rng"])
+            scaler.load_state_dict(state["scaler"])
             torch.set_rng_state(state["torch_rng"])
             history, step, trained_seconds = state["history"], state["step"], state["seconds"]
             validations, best_weights = state["validations"], state["best_weights"]
@@ -184,57 +198,63 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
         else:
             log.warning("%s holds the state of other parameters or faces: starting afresh", state_path)
 
-    bf16 = use_bf16(params.precision)
     started = time.perf_counter() - trained_seconds
     model.train()
     head.train()
-    progress = tqdm(total=total_steps, initial=step, desc=f"train {params.backbone}", unit="step", mininterval=10)
-    while step < total_steps and not stopping.should_stop:
+    progress = tqdm(total=total_steps, initial=step, desc=f"train {params.backbone}", unit="step",
+                    mininterval=10, disable=rank != 0)
+    batches = training_batches(crops, labels, params.augment_params(), params.batch_size, steps_per_epoch,
+                               params.seed, step, total_steps, params.workers, rank, world_size)
+    for images, batch_labels in batches:
+        if stopping.should_stop:
+            break
         epoch, batch_index = divmod(step, steps_per_epoch)
-        index = epoch_order(params.seed, epoch, len(faces))[batch_index * params.batch_size:
-                                                            (batch_index + 1) * params.batch_size]
-        images = normalise(augment(crops[index], augment_generator)).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            embeddings = model(images)
-        logits = head(embeddings.float(), labels[index])
-        loss = F.cross_entropy(logits, labels[index])
+        images = normalise(images.to(device, non_blocking=True)).contiguous(memory_format=memory_format)
+        batch_labels = batch_labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            embeddings = forward(images)
+        loss, accuracy = criterion(embeddings, batch_labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if params.grad_clip is not None:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], params.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         step += 1
-        accuracy = (logits.argmax(1) == labels[index]).float().mean().item()
         history.append({"step": step, "epoch": epoch + (batch_index + 1) / steps_per_epoch,
-                        "loss": loss.item(), "train_accuracy": accuracy,
+                        "loss": loss.item(), "train_accuracy": accuracy.item(),
                         "lr": optimizer.param_groups[0]["lr"]})
         progress.update()
-        progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
-        if held_out_crops is not None and step % steps_per_epoch == 0:
-            score = validation_score(model, held_out_crops, held_out["identity"].to_numpy(), params.validation_metric)
-            improved = stopping.update(score, step)
-            if improved:
-                best_weights = {"model": _copy(model.state_dict()), "head": _copy(head.state_dict())}
-            validations.append({"step": step, "epoch": step / steps_per_epoch, params.validation_metric: score,
-                                "best": stopping.best})
+        progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1, refresh=False)
+        if params.validation_identities and step % steps_per_epoch == 0:
+            # Rank 0 scores; every rank takes the same decision from its score.
+            score = broadcast_float(validation_score(model, held_out_crops, held_out["identity"].to_numpy(),
+                                                     params.validation_metric) if rank == 0 else 0.0)
+            if stopping.update(score, step):
+                best_weights = {"model": _copy(model.state_dict()), "head": criterion.full_state_dict()}
+            validations.append({"step": step, "epoch": step / steps_per_epoch, "metric": params.validation_metric,
+                                "score": score, "best": stopping.best})
             log.info("epoch %d: validation %s %.4f (best %.4f at step %d)", epoch + 1, params.validation_metric,
                      score, stopping.best, stopping.best_step)
         if state_path and params.checkpoint_every and step % params.checkpoint_every == 0 and step < total_steps:
             _save_state(state_path, fingerprint=fingerprint, step=step, history=history,
                         seconds=time.perf_counter() - started, model=model.state_dict(), head=head.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        augment_rng=augment_generator.get_state(), torch_rng=torch.get_rng_state(),
+                        scaler=scaler.state_dict(), torch_rng=torch.get_rng_state(),
                         validations=validations, best_weights=best_weights, stopping=stopping.state_dict())
     progress.close()
     seconds = time.perf_counter() - started
     if stopping.should_stop:
         log.info("early stop at step %d: no validation gain in %d epochs", step, params.patience)
-    if best_weights is not None:  # model selection: the best validated weights, not the last
-        model.load_state_dict(best_weights["model"])
-        head.load_state_dict(best_weights["head"])
-    save_checkpoint(checkpoint_path, model, params.backbone, params.embedding_size,
-                    identities=sorted(faces["identity"].unique()), head=head)
+    # Model selection: the best validated weights, not the last.
+    weights = best_weights or {"model": model.state_dict(), "head": criterion.full_state_dict()}
+    if rank == 0:
+        model.load_state_dict(weights["model"])
+        save_checkpoint(checkpoint_path, model, params.backbone, params.embedding_size,
+                        identities=sorted(faces["identity"].unique()), head_state=weights["head"],
+                        options=params.backbone_options())
     if state_path:
         state_path.unlink(missing_ok=True)
     last_epoch = pd.DataFrame(history[-steps_per_epoch:])
@@ -244,10 +264,11 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
         "faces": len(faces),
         "epochs": params.epochs,
         "steps": step,
+        "processes": world_size,
         "final_loss": round(float(last_epoch["loss"].mean()), 4),
         "final_train_accuracy": round(float(last_epoch["train_accuracy"].mean()), 4),
         "train_seconds": round(seconds, 1),
-        "samples_per_second": round(step * params.batch_size / seconds, 2),
+        "samples_per_second": round(step * global_batch / seconds, 2),
     }
     if validations:
         summary.update({f"validation_{params.validation_metric}": stopping.best, "best_step": stopping.best_step,

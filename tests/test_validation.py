@@ -50,8 +50,8 @@ def test_training_validates_each_epoch_on_held_out_people_and_keeps_the_best(sma
     result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, tmp_path / "model.pt")
     assert result.summary["identities"] == 12 - 3
     validation = result.validation
-    assert 2 <= len(validation) <= 3 and validation["roc_auc"].between(0, 1).all()
-    assert result.summary["validation_roc_auc"] == validation["roc_auc"].max()
-    assert result.summary["best_step"] == int(validation.loc[validation["roc_auc"].idxmax(), "step"])
+    assert 2 <= len(validation) <= 3 and validation["score"].between(0, 1).all()
+    assert result.summary["validation_roc_auc"] == validation["score"].max()
+    assert result.summary["best_step"] == int(validation.loc[validation["score"].idxmax(), "step"])
     if len(validation) == 2:  # stopped after one validation without gain
-        assert result.summary["stopped_early"] and validation["roc_auc"].iloc[1] <= validation["roc_auc"].iloc[0]
+        assert result.summary["stopped_early"] and validation["score"].iloc[1] <= validation["score"].iloc[0]
