@@ -93,11 +93,11 @@ def gate(name: Annotated[str, typer.Option(help="the set's name, used in the out
 
 
 @app.command()
-def train(aligned: Annotated[Path, typer.Option(help="align's output folder")],
+def train(aligned: Annotated[Path, typer.Option(help="align's output folder, or an insightface train.rec")],
           checkpoint: Annotated[Path, typer.Option(help="where to write model.pt")],
           history: Annotated[Path, typer.Option(help="per-step CSV log")] = Path("history.csv"),
           params: ParamsOption = None) -> None:
-    """Train a backbone with an ArcFace head on aligned faces (needs params.yaml's train section)."""
+    """Train a backbone with a margin head on aligned faces (params.yaml's train section; torchrun for several processes)."""
     _print(steps.train(aligned, checkpoint, history, _section(params, "train", TrainParams)))
 
 

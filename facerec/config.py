@@ -71,26 +71,113 @@ class GateParams(_Section):
 
 
 class HeadParams(_Section):
-    type: Literal["arcface"] = "arcface"
+    type: Literal["arcface", "cosface", "combined", "adaface"] = Field(
+        "arcface", description="margin head (facerec.heads); combined = insightface's (m1, m2, m3)")
     scale: float = Field(64.0, gt=0)
-    margin: float = Field(0.5, ge=0.0, lt=3.14159)
+    margin: float = Field(0.5, ge=0.0, lt=3.14159, description="arcface: angular m; cosface: cosine m; adaface: m")
+    m1: float = Field(1.0, ge=1.0, description="combined: multiplicative angular margin")
+    m2: float = Field(0.5, ge=0.0, lt=3.14159, description="combined: additive angular margin")
+    m3: float = Field(0.0, ge=0.0, description="combined: additive cosine margin")
+    h: float = Field(0.333, gt=0.0, description="adaface: how strongly the feature norm scales the margin")
+    t_alpha: float = Field(0.01, gt=0.0, le=1.0, description="adaface: momentum of the running norm statistics")
+
+
+class AugmentParams(_Section):
+    """Random changes to each training crop; every probability is per crop."""
+
+    flip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    crop_scale: tuple[float, float] = Field(
+        (1.0, 1.0), description="random resized crop: area range kept, as a fraction of the crop")
+    crop_ratio: tuple[float, float] = Field((1.0, 1.0), description="random resized crop: aspect range")
+    brightness: float = Field(0.0, ge=0, description="colour jitter: factor range 1 ± this")
+    contrast: float = Field(0.0, ge=0)
+    saturation: float = Field(0.0, ge=0)
+    greyscale: float = Field(0.0, ge=0, le=1, description="probability of a greyscale crop")
+    blur: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    blur_sigma: tuple[float, float] = Field((0.1, 1.5), description="blur: sigma range in px")
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> "AugmentParams":
+        for name in ("crop_scale", "crop_ratio", "blur_sigma"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be a range 0 < low <= high, got {[low, high]}")
+        if self.crop_scale[1] > 1:
+            raise ValueError(f"crop_scale cannot keep more than the whole crop, got {list(self.crop_scale)}")
+        return self
+
+
+AUGMENTATION_PRESETS = {
+    "none": AugmentParams(flip=0.0),
+    "flip": AugmentParams(),
+    "mild": AugmentParams(crop_scale=(0.85, 1.0), crop_ratio=(0.9, 1.1), brightness=0.2, contrast=0.2,
+                          saturation=0.2, greyscale=0.05),
+    "strong": AugmentParams(crop_scale=(0.7, 1.0), crop_ratio=(0.85, 1.15), brightness=0.3, contrast=0.3,
+                            saturation=0.3, greyscale=0.1, blur=0.2),
+}
 
 
 class TrainParams(_Section):
     model_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     backbone: Literal["mobilefacenet", "iresnet18", "iresnet34", "iresnet50"] = "mobilefacenet"
     embedding_size: int = Field(512, gt=0)
+    stem_stride: Literal[1, 2] = Field(
+        1, description="iresnet: 2 runs every stage at half the side, ~4x fewer FLOPs (insightface: 1)")
     head: HeadParams = HeadParams()
     epochs: int = Field(ge=1)
     batch_size: int = Field(64, ge=2)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd momentum; adamw's beta1")
+    weight_decay: float = Field(5e-4, ge=0, description="on weights only, not on norms and biases")
     warmup_epochs: float = Field(1.0, ge=0)
+    schedule: Literal["poly", "cosine", "step"] = Field("poly", description="after warm-up, stepped per iteration")
+    poly_power: float = Field(2.0, gt=0)
+    step_epochs: list[float] = Field([], description="schedule step: epochs at which the lr is multiplied by step_gamma")
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; null = no clipping")
+    checkpoint_every: int = Field(200, ge=0, description="steps between resumable training states; 0 = none")
+    validation_identities: int = Field(
+        0, ge=0, description="identities held out of training to select the model on; 0 = keep the last")
+    validation_metric: Literal["accuracy", "roc_auc", "tar_at_far_1e-2", "tar_at_far_1e-3"] = Field(
+        "tar_at_far_1e-2", description="verification over every pair of the held-out faces, once per epoch")
+    patience: int = Field(0, ge=0, description="stop after this many validations without improvement; 0 = never")
+    min_delta: float = Field(0.0, ge=0.0, description="smallest validation gain that counts as an improvement")
     min_images_per_identity: int = Field(2, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    augmentation: str = Field("flip", description="the name of one of `augmentations`")
+    augmentations: dict[str, AugmentParams] = Field(
+        default_factory=lambda: dict(AUGMENTATION_PRESETS), description="augmentation presets by name")
+    workers: int = Field(1, ge=0, description="DataLoader processes preparing batches; 0 = in the training process")
+    sample_rate: float = Field(
+        1.0, gt=0, le=1, description="Partial FC: share of the class centres scored each step (1 = all)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda where a GPU is visible")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast; auto = bf16 on GPUs that have it else fp16 (grad scaler), "
+                            "bf16 on CPUs with native bf16 else fp32")
+    channels_last: bool = Field(True, description="NHWC memory format (faster convolutions on CPU and GPU)")
+    compile: bool = Field(False, description="torch.compile the backbone (minutes of compiling first)")
     num_threads: int = Field(2, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _stem_stride_is_iresnet(self) -> "TrainParams":
+        if self.stem_stride != 1 and not self.backbone.startswith("iresnet"):
+            raise ValueError(f"stem_stride applies to the iresnets only, not {self.backbone}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_augmentation(self) -> "TrainParams":
+        if self.augmentation not in self.augmentations:
+            raise ValueError(f"augmentation {self.augmentation!r} is not one of the augmentations: "
+                             f"{', '.join(self.augmentations)}")
+        return self
+
+    def augment_params(self) -> AugmentParams:
+        return self.augmentations[self.augmentation]
+
+    def backbone_options(self) -> dict:
+        """Builder arguments beyond the name and embedding size (recorded in the checkpoint)."""
+        return {"stem_stride": self.stem_stride} if self.stem_stride != 1 else {}
 
 
 class EvaluateParams(_Section):

@@ -22,6 +22,7 @@ from facerec.io import read_table, write_json, write_table
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.parquet"
+TRAIN_STATE_DIR = Path(".cache/facerec/train")
 REJECTS = "rejects.parquet"
 
 
@@ -94,12 +95,23 @@ def detection_report(detect_dir: Path, align_dir: Path, params: DetectParams) ->
 
 
 def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams) -> dict:
-    """Train a model on an aligned set; write the checkpoint and the per-step history."""
-    from facerec.data.aligned import read_aligned_manifest
+    """Train a model on an aligned set (align's folder or insightface's train.rec); write the checkpoint, the per-step history and, beside
+    it, validation.csv (one row per validation on held-out identities; empty without them).
+
+    The resumable state lives in .cache/facerec/train/ (not a DVC out, which DVC would
+    delete before rerunning the stage): a killed run, rerun, continues where it stopped.
+    Under torchrun every process trains and rank 0 alone writes files."""
+    from facerec.data.training_faces import training_manifest
+    from facerec.distributed import world
     from facerec.training import train_model
 
-    result = train_model(aligned_dir, read_aligned_manifest(aligned_dir), params, checkpoint)
-    write_table(history_path, result.history.round(6))
+    state = TRAIN_STATE_DIR / f"{params.model_name}.pt"
+    result = train_model(aligned_dir, training_manifest(aligned_dir), params, checkpoint, state)
+    if world()[0] == 0:
+        write_table(history_path, result.history.round(6))
+        validation = result.validation if len(result.validation) else pd.DataFrame(
+            columns=["step", "epoch", "metric", "score", "best"])
+        write_table(history_path.with_name("validation.csv"), validation.round(6))
     return result.summary
 
 

@@ -62,6 +62,7 @@ class Checkpoint:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     arch: str | None = None  # only facerec checkpoints record it
     embedding_size: int = 512  # upstream models are all 512-d
+    options: dict = field(default_factory=dict)  # builder arguments ours record (stem_stride)
 
 
 @dataclass(frozen=True)
@@ -95,17 +96,19 @@ class BGRInput(nn.Module):
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, embedding_size: int,
-                    identities: list[str], head: nn.Module | None = None) -> None:
-    """Write our checkpoint atomically: backbone weights, architecture, training identities."""
+                    identities: list[str], head_state: dict | None = None, options: dict | None = None) -> None:
+    """Write our checkpoint atomically: backbone weights, architecture and the builder
+    ``options`` it was made with, training identities."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
         "embedding_size": embedding_size,
+        "options": dict(options or {}),
         "identities": list(identities),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
-    if head is not None:
-        payload["head_state_dict"] = {key: value.detach().cpu() for key, value in head.state_dict().items()}
+    if head_state is not None:
+        payload["head_state_dict"] = {key: value.detach().cpu() for key, value in head_state.items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -137,7 +140,7 @@ def split_checkpoint(payload: dict, source: str | Path) -> Checkpoint:
     if payload.get("format") == CHECKPOINT_FORMAT:
         head = payload.get("head_state_dict", {})
         return Checkpoint("facerec", payload["state_dict"], {f"head.{key}": value for key, value in head.items()},
-                          payload["arch"], payload["embedding_size"])
+                          payload["arch"], payload["embedding_size"], payload.get("options", {}))
     name = "lightning" if isinstance(payload.get("state_dict"), dict) else "plain"
     layout = LAYOUTS[name]
     tensors = payload[layout.container] if layout.container else payload
@@ -173,7 +176,7 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> tuple[nn.Modul
                          f"name it (`facerec zoo inspect {path}` lists those that fit)")
     if checkpoint.arch not in (None, arch):
         raise ValueError(f"{path}: checkpoint holds {checkpoint.arch!r}, not {arch!r}")
-    model = meta_backbone(arch, embedding_size=checkpoint.embedding_size)
+    model = meta_backbone(arch, embedding_size=checkpoint.embedding_size, **checkpoint.options)
     expected = model.state_dict()
     differences = compare_keys(expected, checkpoint.state_dict)
     if differences.count():
@@ -199,7 +202,9 @@ def inspect_checkpoint(path: str | Path) -> dict:
     from the closest one. With a match, ``mparams`` counts its parameters and extras."""
     checkpoint = split_checkpoint(read_checkpoint(path), path)
     size = checkpoint.embedding_size
-    differences = {arch: compare_keys(meta_backbone(arch, embedding_size=size).state_dict(), checkpoint.state_dict)
+    differences = {arch: compare_keys(meta_backbone(arch, embedding_size=size,
+                                                    **(checkpoint.options if arch == checkpoint.arch else {})
+                                                    ).state_dict(), checkpoint.state_dict)
                    for arch in list_backbones()}
     matches = [arch for arch, difference in differences.items() if not difference.count()]
     record = {"path": str(path), "layout": checkpoint.layout, "recorded_arch": checkpoint.arch,

@@ -85,7 +85,7 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"]["sets"] = {"train": str(root / "data" / "train"), "lfw": str(root / "data" / "lfw" / "images")}
     params["data"]["lfw_pairs"] = str(root / "data" / "lfw" / "pairs.txt")
-    params["train"].update(epochs=1, batch_size=32, warmup_epochs=0.2)
+    params["train"].update(epochs=1, batch_size=32, warmup_epochs=0.2, validation_identities=3)
     params["benchmark"].update(warmup_runs=3, timed_runs=20, throughput_batch_sizes=[8])
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], project)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from facerec.backbones import register
+from facerec.backbones import INPUT_SHAPE, register
 
 _BN_EPS = 1e-5
 
@@ -41,9 +41,11 @@ class IBasicBlock(nn.Module):
 class IResNet(nn.Module):
     def __init__(self, blocks_per_stage: tuple[int, int, int, int], embedding_size: int = 512,
                  dropout: float = 0.0, widths: tuple[int, ...] = (64, 128, 256, 512),
-                 trainable_embedding_scale: bool = False) -> None:
+                 trainable_embedding_scale: bool = False, stem_stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        # stem_stride 2 (ours, not upstream) runs every stage at half the side: ~4x fewer
+        # FLOPs for a CPU budget; the learned strided stem still sees the full-size crop.
+        self.conv1 = nn.Conv2d(3, widths[0], 3, stride=stem_stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0], eps=_BN_EPS)
         self.prelu = nn.PReLU(widths[0])
         in_channels = widths[0]
@@ -54,7 +56,10 @@ class IResNet(nn.Module):
             in_channels = width
         self.bn2 = nn.BatchNorm2d(in_channels, eps=_BN_EPS)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_channels * 7 * 7, embedding_size)
+        side = INPUT_SHAPE[-1] // stem_stride
+        for _ in blocks_per_stage:  # each stage halves the side, rounding up (3×3, padding 1)
+            side = (side + 1) // 2
+        self.fc = nn.Linear(in_channels * side * side, embedding_size)
         self.features = nn.BatchNorm1d(embedding_size, eps=_BN_EPS)
         nn.init.constant_(self.features.weight, 1.0)
         self.features.weight.requires_grad = trainable_embedding_scale
