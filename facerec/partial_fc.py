@@ -35,9 +35,7 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
-        gathered = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
-        dist.all_gather(gathered, rows.contiguous())
-        return torch.cat(gathered)
+        return torch.cat(_gather_plain(rows))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
