@@ -92,6 +92,11 @@ class PartialFC(nn.Module):
                              f"{self.end - self.start} centres, not {head.weight.shape[0]}")
         self.head, self.num_classes, self.sample_rate = head, num_classes, sample_rate
 
+    def _shard_positions(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(each label's index in this rank's shard, whether the shard holds it)."""
+        local = labels - self.start
+        return local, (local >= 0) & (local < self.end - self.start)
+
     def sampled_classes(self, labels: torch.Tensor) -> torch.Tensor:
         """Local indices of the shard's centres scored this step, sorted: every class of
         ``labels`` in the shard, plus random others up to ``sample_rate`` of the shard."""
@@ -99,8 +104,8 @@ class PartialFC(nn.Module):
         wanted = math.ceil(self.sample_rate * shard)
         if wanted >= shard:
             return torch.arange(shard, device=labels.device)
-        local = labels - self.start
-        positive = torch.unique(local[(local >= 0) & (local < shard)])
+        local, ours = self._shard_positions(labels)
+        positive = torch.unique(local[ours])
         # Random scores, positives pushed to the top: the top `wanted` are the sample.
         scores = torch.rand(shard, device=labels.device)
         scores[positive] = 2.0
@@ -116,8 +121,7 @@ class PartialFC(nn.Module):
             # Each row's column among the sampled classes, −1 where it is not ours.
             column_of = torch.full((self.end - self.start,), -1, dtype=torch.long, device=labels.device)
             column_of[classes] = torch.arange(len(classes), device=labels.device)
-            local = labels - self.start
-            ours = (local >= 0) & (local < self.end - self.start)
+            local, ours = self._shard_positions(labels)
             targets = torch.where(ours, column_of[local.clamp(0, self.end - self.start - 1)], -1)
             shard_weight = self.head.weight if len(classes) == self.end - self.start else self.head.weight[classes]
             cosine = self.head.cosine(embeddings, shard_weight)

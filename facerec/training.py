@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -117,14 +117,124 @@ def training_fingerprint(params: TrainParams, faces: pd.DataFrame, world_size: i
     return digest.hexdigest()
 
 
-def _save_state(path: Path, **state) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def _rank_path(path: Path, rank: int, world_size: int) -> Path:
     """Each rank of a multi-process run keeps its own state (its shard of the centres, its RNG)."""
     return path if world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+@dataclass
+class _Learner:
+    """The modules and optimiser state every step changes, and so what a resume restores."""
+
+    model: nn.Module
+    forward: nn.Module  # the model as called: wrapped in DDP and/or compiled
+    head: nn.Module
+    criterion: PartialFC
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: torch.dtype | None
+    grad_clip: float | None
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """One optimiser step on a batch; (loss, closed-set accuracy)."""
+        with torch.autocast(images.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            embeddings = self.forward(images)
+        loss, accuracy = self.criterion(embeddings, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_([*self.model.parameters(), *self.head.parameters()], self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item(), accuracy.item()
+
+    def best_weights(self) -> dict:
+        """The weights model selection keeps: the backbone and every class centre."""
+        return {"model": _copy(self.model.state_dict()), "head": self.criterion.full_state_dict()}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _build_learner(params: TrainParams, num_classes: int, steps_per_epoch: int, device: torch.device,
+                   rank: int, world_size: int) -> _Learner:
+    model = build_backbone(params.backbone, embedding_size=params.embedding_size, **params.backbone_options())
+    model = model.to(device=device, memory_format=_memory_format(params))
+    shard_start, shard_end = shard_bounds(num_classes, rank, world_size)
+    head = build_head(params.head.type, params.embedding_size, shard_end - shard_start,
+                      **params.head.model_dump(exclude={"type"})).to(device)
+    optimizer = build_optimizer(params, [model, head])
+    autocast = autocast_dtype(params.precision, device)
+    trained = DDP(model) if world_size > 1 else model
+    return _Learner(model=model, forward=torch.compile(trained) if params.compile else trained, head=head,
+                    criterion=PartialFC(head, num_classes, params.sample_rate), optimizer=optimizer,
+                    scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(params, steps_per_epoch)),
+                    scaler=torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(autocast)),
+                    autocast=autocast, grad_clip=params.grad_clip)
+
+
+def _memory_format(params: TrainParams) -> torch.memory_format:
+    return torch.channels_last if params.channels_last else torch.contiguous_format
+
+
+@dataclass
+class _Progress:
+    """How far the run has come: saved with the learner so that a resume continues exactly."""
+
+    stopping: EarlyStopping
+    step: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    validations: list[dict] = field(default_factory=list)
+    best_weights: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "seconds": self.seconds, "history": self.history,
+                "validations": self.validations, "best_weights": self.best_weights,
+                "stopping": self.stopping.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
+        self.validations, self.best_weights = state["validations"], state["best_weights"]
+        self.stopping.load_state_dict(state["stopping"])
+
+
+def _save_state(path: Path, fingerprint: str, learner: _Learner, progress: _Progress) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": fingerprint, **learner.state_dict(), **progress.state_dict()}, tmp)
+
+
+def _resume(path: Path, fingerprint: str, learner: _Learner, progress: _Progress) -> bool:
+    """Load the state at ``path`` if it belongs to this run; True when it did."""
+    if not path.is_file():
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["fingerprint"] != fingerprint:
+        log.warning("%s holds the state of other parameters or faces: starting afresh", path)
+        return False
+    learner.load_state_dict(state)
+    progress.load_state_dict(state)
+    return True
+
+
+def _split_faces(aligned: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(labelled training faces, held-out validation faces)."""
+    selected = select_training_faces(aligned, params.min_images_per_identity)
+    faces, held_out = hold_out_identities(selected.drop(columns="label"), params.validation_identities, params.seed)
+    return select_training_faces(faces, params.min_images_per_identity), held_out
 
 
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
@@ -146,9 +256,7 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     device = training_device(params.device)
     rank, world_size = init_from_environment(device)
     seed_everything(params.seed)
-    selected = select_training_faces(aligned, params.min_images_per_identity)
-    faces, held_out = hold_out_identities(selected.drop(columns="label"), params.validation_identities, params.seed)
-    faces = select_training_faces(faces, params.min_images_per_identity)
+    faces, held_out = _split_faces(aligned, params)
     num_classes = int(faces["label"].max()) + 1
     log.info("training %s on %d faces of %d identities (%s, %d process%s); %d faces of %d identities held out "
              "for validation", params.backbone, len(faces), num_classes, device, world_size,
@@ -156,125 +264,94 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     crops = load_training_crops(aligned_dir, faces["path"].tolist())
     labels = torch.tensor(faces["label"].to_numpy(), dtype=torch.long)
     held_out_crops = load_training_crops(aligned_dir, held_out["path"].tolist()) if len(held_out) and rank == 0 else None
-    stopping = EarlyStopping(params.patience, params.min_delta)
-    validations: list[dict] = []
-    best_weights: dict | None = None
-
-    model = build_backbone(params.backbone, embedding_size=params.embedding_size, **params.backbone_options())
-    memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
-    shard_start, shard_end = shard_bounds(num_classes, rank, world_size)
-    head = build_head(params.head.type, params.embedding_size, shard_end - shard_start,
-                      **params.head.model_dump(exclude={"type"})).to(device)
-    criterion = PartialFC(head, num_classes, params.sample_rate)
-    optimizer = build_optimizer(params, [model, head])
     global_batch = params.batch_size * world_size
     steps_per_epoch = len(faces) // global_batch
     if steps_per_epoch == 0:
         raise ValueError(f"{len(faces)} faces are fewer than one batch of {global_batch}")
     total_steps = steps_per_epoch * params.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(params, steps_per_epoch))
-    autocast = autocast_dtype(params.precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(autocast))
-    trained = DDP(model) if world_size > 1 else model
-    forward = torch.compile(trained) if params.compile else trained
-
+    learner = _build_learner(params, num_classes, steps_per_epoch, device, rank, world_size)
+    progress = _Progress(EarlyStopping(params.patience, params.min_delta))
     fingerprint = training_fingerprint(params, faces, world_size)
     state_path = _rank_path(Path(state_path), rank, world_size) if state_path else None
-    history, step, trained_seconds = [], 0, 0.0
-    if state_path and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["fingerprint"] == fingerprint:
-            model.load_state_dict(state["model"])
-            head.load_state_dict(state["head"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["torch_rng"])
-            history, step, trained_seconds = state["history"], state["step"], state["seconds"]
-            validations, best_weights = state["validations"], state["best_weights"]
-            stopping.load_state_dict(state["stopping"])
-            log.info("resuming from %s at step %d of %d", state_path, step, total_steps)
-        else:
-            log.warning("%s holds the state of other parameters or faces: starting afresh", state_path)
+    if state_path and _resume(state_path, fingerprint, learner, progress):
+        log.info("resuming from %s at step %d of %d", state_path, progress.step, total_steps)
 
-    started = time.perf_counter() - trained_seconds
-    model.train()
-    head.train()
-    progress = tqdm(total=total_steps, initial=step, desc=f"train {params.backbone}", unit="step",
-                    mininterval=10, disable=rank != 0)
+    def validate(epoch: int) -> None:
+        # Rank 0 scores; every rank takes the same decision from its score.
+        score = broadcast_float(validation_score(learner.model, held_out_crops, held_out["identity"].to_numpy(),
+                                                 params.validation_metric) if rank == 0 else 0.0)
+        stopping = progress.stopping
+        if stopping.update(score, progress.step):
+            progress.best_weights = learner.best_weights()
+        progress.validations.append({"step": progress.step, "epoch": progress.step / steps_per_epoch,
+                                     "metric": params.validation_metric, "score": score, "best": stopping.best})
+        log.info("epoch %d: validation %s %.4f (best %.4f at step %d)", epoch + 1, params.validation_metric,
+                 score, stopping.best, stopping.best_step)
+
+    started = time.perf_counter() - progress.seconds
+    learner.model.train()
+    learner.head.train()
+    bar = tqdm(total=total_steps, initial=progress.step, desc=f"train {params.backbone}", unit="step",
+               mininterval=10, disable=rank != 0)
     batches = training_batches(crops, labels, params.augment_params(), params.batch_size, steps_per_epoch,
-                               params.seed, step, total_steps, params.workers, rank, world_size)
+                               params.seed, progress.step, total_steps, params.workers, rank, world_size)
     for images, batch_labels in batches:
-        if stopping.should_stop:
+        if progress.stopping.should_stop:
             break
-        epoch, batch_index = divmod(step, steps_per_epoch)
-        images = normalise(images.to(device, non_blocking=True)).contiguous(memory_format=memory_format)
-        batch_labels = batch_labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            embeddings = forward(images)
-        loss, accuracy = criterion(embeddings, batch_labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if params.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], params.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        history.append({"step": step, "epoch": epoch + (batch_index + 1) / steps_per_epoch,
-                        "loss": loss.item(), "train_accuracy": accuracy.item(),
-                        "lr": optimizer.param_groups[0]["lr"]})
-        progress.update()
-        progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1, refresh=False)
-        if params.validation_identities and step % steps_per_epoch == 0:
-            # Rank 0 scores; every rank takes the same decision from its score.
-            score = broadcast_float(validation_score(model, held_out_crops, held_out["identity"].to_numpy(),
-                                                     params.validation_metric) if rank == 0 else 0.0)
-            if stopping.update(score, step):
-                best_weights = {"model": _copy(model.state_dict()), "head": criterion.full_state_dict()}
-            validations.append({"step": step, "epoch": step / steps_per_epoch, "metric": params.validation_metric,
-                                "score": score, "best": stopping.best})
-            log.info("epoch %d: validation %s %.4f (best %.4f at step %d)", epoch + 1, params.validation_metric,
-                     score, stopping.best, stopping.best_step)
-        if state_path and params.checkpoint_every and step % params.checkpoint_every == 0 and step < total_steps:
-            _save_state(state_path, fingerprint=fingerprint, step=step, history=history,
-                        seconds=time.perf_counter() - started, model=model.state_dict(), head=head.state_dict(),
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        scaler=scaler.state_dict(), torch_rng=torch.get_rng_state(),
-                        validations=validations, best_weights=best_weights, stopping=stopping.state_dict())
-    progress.close()
-    seconds = time.perf_counter() - started
-    if stopping.should_stop:
-        log.info("early stop at step %d: no validation gain in %d epochs", step, params.patience)
-    # Model selection: the best validated weights, not the last.
-    weights = best_weights or {"model": model.state_dict(), "head": criterion.full_state_dict()}
+        epoch, batch_index = divmod(progress.step, steps_per_epoch)
+        images = normalise(images.to(device, non_blocking=True)).contiguous(memory_format=_memory_format(params))
+        loss, accuracy = learner.step(images, batch_labels.to(device, non_blocking=True))
+        progress.step += 1
+        progress.history.append({"step": progress.step, "epoch": epoch + (batch_index + 1) / steps_per_epoch,
+                                 "loss": loss, "train_accuracy": accuracy,
+                                 "lr": learner.optimizer.param_groups[0]["lr"]})
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch + 1, refresh=False)
+        if params.validation_identities and progress.step % steps_per_epoch == 0:
+            validate(epoch)
+        if (state_path and params.checkpoint_every and progress.step % params.checkpoint_every == 0
+                and progress.step < total_steps):
+            progress.seconds = time.perf_counter() - started
+            _save_state(state_path, fingerprint, learner, progress)
+    bar.close()
+    progress.seconds = time.perf_counter() - started
+    if progress.stopping.should_stop:
+        log.info("early stop at step %d: no validation gain in %d epochs", progress.step, params.patience)
+    # Model selection: the best validated weights, not the last. Every rank takes part in
+    # gathering the sharded centres; rank 0 writes them.
+    weights = progress.best_weights or {"model": learner.model.state_dict(), "head": learner.criterion.full_state_dict()}
     if rank == 0:
-        model.load_state_dict(weights["model"])
-        save_checkpoint(checkpoint_path, model, params.backbone, params.embedding_size,
+        learner.model.load_state_dict(weights["model"])
+        save_checkpoint(checkpoint_path, learner.model, params.backbone, params.embedding_size,
                         identities=sorted(faces["identity"].unique()), head_state=weights["head"],
                         options=params.backbone_options())
     if state_path:
         state_path.unlink(missing_ok=True)
-    last_epoch = pd.DataFrame(history[-steps_per_epoch:])
+    summary = _summary(params, progress, faces, num_classes, steps_per_epoch, world_size)
+    log.info("trained in %.0f s: %s", progress.seconds, summary)
+    return TrainResult(history=pd.DataFrame(progress.history), validation=pd.DataFrame(progress.validations),
+                       summary=summary)
+
+
+def _summary(params: TrainParams, progress: _Progress, faces: pd.DataFrame, num_classes: int,
+             steps_per_epoch: int, world_size: int) -> dict:
+    last_epoch = pd.DataFrame(progress.history[-steps_per_epoch:])
     summary = {
         "backbone": params.backbone,
         "identities": num_classes,
         "faces": len(faces),
         "epochs": params.epochs,
-        "steps": step,
+        "steps": progress.step,
         "processes": world_size,
         "final_loss": round(float(last_epoch["loss"].mean()), 4),
         "final_train_accuracy": round(float(last_epoch["train_accuracy"].mean()), 4),
-        "train_seconds": round(seconds, 1),
-        "samples_per_second": round(step * global_batch / seconds, 2),
+        "train_seconds": round(progress.seconds, 1),
+        "samples_per_second": round(progress.step * params.batch_size * world_size / progress.seconds, 2),
     }
-    if validations:
-        summary.update({f"validation_{params.validation_metric}": stopping.best, "best_step": stopping.best_step,
-                        "stopped_early": stopping.should_stop})
-    log.info("trained in %.0f s: %s", seconds, summary)
-    return TrainResult(history=pd.DataFrame(history), validation=pd.DataFrame(validations), summary=summary)
+    if progress.validations:
+        summary.update({f"validation_{params.validation_metric}": progress.stopping.best,
+                        "best_step": progress.stopping.best_step, "stopped_early": progress.stopping.should_stop})
+    return summary
 
 
 def _copy(state: dict) -> dict:
