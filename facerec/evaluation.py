@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from facerec.metrics import (FAR_TARGETS, identification_metrics, k_fold_accuracy, metrics_from_roc,
-                             roc_curve, verification_metrics)
+from facerec.metrics import (FAR_TARGETS, ImpostorTally, identification_metrics, k_fold_accuracy,
+                             metrics_from_roc, verification_metrics)
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,31 @@ def protocol_scores(pairs: pd.DataFrame, embeddings: dict[str, np.ndarray]) -> p
     return scored
 
 
-def all_pairs_scores(embeddings: np.ndarray, identities: np.ndarray,
-                     block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and labels of every unordered pair of distinct faces (genuine = same identity).
+def all_pairs_tally(embeddings: np.ndarray, identities: np.ndarray, block: int = 1024) -> ImpostorTally:
+    """The exact ROC of every unordered pair of distinct faces (genuine = same identity).
 
-    Computed one block of rows at a time against the faces after it, so memory stays at
-    one block×N similarity matrix besides the N(N−1)/2 float32 scores themselves.
+    The faces are grouped by identity, so a face's genuine partners after it form one run
+    of columns. Genuine scores come from each identity's own block; impostors from one
+    block×N slab of similarities at a time, in which every column before the end of the
+    row's identity run (the lower triangle, the diagonal, the genuine pairs) is masked out.
+    Memory stays at one slab whatever the number of pairs: no N×N matrix, no list of scores.
     """
-    scores, labels = [], []
-    for start in range(0, len(embeddings), block):
-        stop = min(start + block, len(embeddings))
-        similarity = embeddings[start:stop] @ embeddings[start:].T
-        rows, columns = np.triu_indices(stop - start, k=1, m=len(embeddings) - start)
-        scores.append(similarity[rows, columns].astype(np.float32))
-        labels.append(identities[start:stop][rows] == identities[start:][columns])
-    return np.concatenate(scores), np.concatenate(labels)
+    order = np.argsort(identities, kind="stable")
+    faces = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float32)
+    _, starts, counts = np.unique(np.asarray(identities)[order], return_index=True, return_counts=True)
+    genuine = [(faces[start:start + count] @ faces[start:start + count].T)[np.triu_indices(count, k=1)]
+               for start, count in zip(starts, counts) if count >= 2]
+    if not genuine:
+        raise ValueError(f"no identity has two faces among {len(faces)}: there are no genuine pairs")
+    tally = ImpostorTally(np.concatenate(genuine))
+    run_end = np.repeat(starts + counts, counts)  # per face: one past its identity's last face
+    for start in range(0, len(faces), block):
+        stop = min(start + block, len(faces))
+        similarity = faces[start:stop] @ faces[start:].T
+        not_impostor = np.arange(start, len(faces))[None, :] < run_end[start:stop, None]
+        similarity[not_impostor] = np.inf
+        tally.add_impostors(similarity, placeholders=int(not_impostor.sum()))
+    return tally
 
 
 def gallery_probe_split(sources: pd.Series, identities: pd.Series) -> np.ndarray:
@@ -81,15 +91,12 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
     # impostors outnumber genuine pairs ~1000:1 and "accuracy" would only count impostors.
     metrics.update(verification_metrics(scored["score"].to_numpy(), scored["genuine"].to_numpy()))
     # TAR at low FAR needs many impostors: read it on every pair the faces can form.
-    all_scores, all_labels = all_pairs_scores(embeddings, identities)
-    fpr, tpr, _ = roc_curve(all_scores, all_labels)
-    genuine = int(all_labels.sum())
-    impostors = int(all_labels.size - genuine)
-    del all_scores, all_labels
-    every_pair = metrics_from_roc(fpr, tpr, genuine, impostors)
+    tally = all_pairs_tally(embeddings, identities)
+    fpr, tpr, _ = tally.roc()
+    every_pair = metrics_from_roc(fpr, tpr, tally.genuine, tally.impostors)
     metrics.update({key: every_pair[key] for key in FAR_TARGETS})
     metrics.update({"all_pairs_roc_auc": every_pair["roc_auc"], "all_pairs_eer": every_pair["eer"],
-                    "genuine_pairs": genuine, "impostor_pairs": impostors})
+                    "genuine_pairs": tally.genuine, "impostor_pairs": tally.impostors})
 
     counts = aligned.groupby("identity")["source"].transform("size").to_numpy()
     repeated = counts >= 2

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from facerec.evaluation import all_pairs_scores, gallery_probe_split, protocol_scores
+from facerec.evaluation import all_pairs_tally, gallery_probe_split, protocol_scores
 
 
-def test_all_pairs_are_scored_once_with_the_right_labels():
+def test_all_pairs_roc_counts_every_pair_once_and_matches_sklearn():
+    """Blocks of 64 faces against all later faces, genuine pairs masked out: the same ROC as
+    scikit-learn's on the explicit list of every pair."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     rng = np.random.default_rng(0)
-    embeddings = rng.normal(size=(700, 8)).astype(np.float32)
+    centres = rng.normal(size=(40, 8))
     identities = rng.integers(0, 40, 700)
-    scores, labels = all_pairs_scores(embeddings, identities, block=64)
+    embeddings = (centres[identities] + rng.normal(scale=1.5, size=(700, 8))).astype(np.float32)
+    tally = all_pairs_tally(embeddings, identities, block=64)
     rows, columns = np.triu_indices(700, k=1)
-    np.testing.assert_allclose(scores, np.einsum("ij,ij->i", embeddings[rows], embeddings[columns]), atol=1e-4)
-    np.testing.assert_array_equal(labels, identities[rows] == identities[columns])
+    scores = np.einsum("ij,ij->i", embeddings[rows], embeddings[columns])
+    labels = identities[rows] == identities[columns]
+    assert (tally.genuine, tally.impostors) == (labels.sum(), (~labels).sum())
+    fpr, tpr, _ = tally.roc()
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(labels, scores), abs=1e-6)
+    sk_fpr, sk_tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(np.interp(sk_fpr, fpr, tpr), sk_tpr, atol=1e-3)
 
 
 def test_gallery_is_each_persons_first_image_whatever_the_listing_order():
