@@ -241,18 +241,24 @@ def benchmark_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, par
     return _run_zoo(entries, out_dir, report_path, run)
 
 
-def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], zoo_reports: list[Path], out_dir: Path,
-                sort_by: str) -> list[dict]:
-    """metrics/leaderboard.json, .md and .png from the per-model metrics files of ours and
-    the zoo; the markdown lists the zoo entries that were skipped and why."""
+def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], roc_dirs: list[Path], zoo_reports: list[Path],
+                out_dir: Path, sort_by: str) -> list[dict]:
+    """metrics/leaderboard.json, .md, .png and the interactive .html from the per-model
+    metrics files of ours and the zoo (the markdown and the page list the zoo entries that
+    were skipped and why), and every model's ROC in one table, roc_all_models.csv."""
     from facerec.io import atomic_path
-    from facerec.leaderboard import build_leaderboard, plot_leaderboard, skipped_models, to_markdown
+    from facerec.leaderboard import (COLUMNS, LOWER_IS_BETTER, build_leaderboard, combined_rocs, plot_leaderboard,
+                                     skipped_models, to_markdown)
+    from facerec.leaderboard_html import write_leaderboard_html
 
     records = build_leaderboard(evaluate_dirs, benchmark_dirs, sort_by)
+    skipped = skipped_models([r for r in zoo_reports if r.exists()])
     write_json(out_dir / "leaderboard.json", records)
     with atomic_path(out_dir / "leaderboard.md") as tmp:
-        tmp.write_text(to_markdown(records, skipped_models([r for r in zoo_reports if r.exists()])))
+        tmp.write_text(to_markdown(records, skipped))
     plot_leaderboard(records, sort_by, out_dir / "leaderboard.png")
+    write_leaderboard_html(out_dir / "leaderboard.html", records, COLUMNS, LOWER_IS_BETTER, sort_by, skipped)
+    write_table(out_dir / "roc_all_models.csv", combined_rocs(roc_dirs).round(8))
     return records
 
 

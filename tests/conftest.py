@@ -93,6 +93,7 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     run(["git", "config", "user.name", "facerec test"], project)
     run(["dvc", "init", "-q", "-f"], project)
     shutil.copy2(PROJECT_ROOT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(PROJECT_ROOT / ".dvc" / "plots", project / ".dvc" / "plots")
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "small project"], project)
     return project

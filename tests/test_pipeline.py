@@ -116,8 +116,14 @@ def test_the_default_leaderboard_ranks_published_peers_on_the_same_faces(small_p
     for name in skipped:
         assert f"- {name}: checkpoint file not found: " in markdown
     assert (small_project / "metrics" / "zoo" / "roc" / "dlib_resnet_v1.csv").exists()
-    plots = run(["dvc", "plots", "show", "--json"], small_project).stdout
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], small_project).stdout)["data"]
     assert "metrics/zoo/roc/facenet_20180408.csv" in plots
+    # One chart holds every model's ROC, a colour per model.
+    (all_models,) = plots["metrics/roc_all_models.csv"]
+    assert all_models["content"]["encoding"]["color"]["field"] == "model"
+    assert {point["model"] for point in all_models["content"]["data"]["values"]} == set(board)
+    page = (small_project / "metrics" / "leaderboard.html").read_text()
+    assert all(f'"model": "{name}"' in page for name in board) and "<script src" not in page
 
 
 def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project):
