@@ -135,11 +135,28 @@ def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project
 
 
 def test_changing_an_evaluation_parameter_reruns_only_what_depends_on_it(small_project):
+    """Two git branches with different params, each run by dvc repro and committed: dvc's
+    params, metrics and plots diffs between the branches show what changed."""
+    model = _params(small_project)["train"]["model_name"]
+    run(["git", "add", "-A"], small_project)
+    run(["git", "commit", "-qm", "first run"], small_project)
+    base = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], small_project).stdout.strip()
+    run(["git", "checkout", "-qb", "no-flip"], small_project)
     params = _params(small_project)
     params["evaluate"]["flip"] = not params["evaluate"]["flip"]
     (small_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = run(["dvc", "repro"], small_project).stdout
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
     assert ran == {"evaluate", "evaluate_zoo", "leaderboard"}
-    diff = run(["dvc", "params", "diff"], small_project).stdout
-    assert "evaluate.flip" in diff
+    run(["git", "add", "-A"], small_project)
+    run(["git", "commit", "-qm", "evaluate without flipping"], small_project)
+
+    assert "evaluate.flip" in run(["dvc", "params", "diff", base, "no-flip"], small_project).stdout
+    metrics = json.loads(run(["dvc", "metrics", "diff", base, "no-flip", "--json"], small_project).stdout)
+    ours = metrics[f"metrics/evaluate/{model}.json"]["lfw_accuracy"]
+    assert ours["old"] != ours["new"] and ours["diff"] == pytest.approx(ours["new"] - ours["old"])
+    # The peers are evaluated as their authors do, never flipped: their figures did not move.
+    assert "metrics/zoo/evaluate/dlib_resnet_v1.json" not in metrics
+    plots = json.loads(run(["dvc", "plots", "diff", base, "no-flip", "--json"], small_project).stdout)["data"]
+    revisions = {point["rev"] for point in plots["metrics/roc_all_models.csv"][0]["content"]["data"]["values"]}
+    assert revisions == {base, "no-flip"}
