@@ -92,6 +92,8 @@ def test_metrics_files_hold_every_leaderboard_figure(small_project):
     assert set(ours) == LEADERBOARD_KEYS
     assert ours["lfw_accuracy"] == evaluation["lfw_accuracy"]
     assert ours["latency_ms"] > 0 and ours["gflops"] > 0.1 and ours["mparams"] > 1
+    benchmark = json.loads((small_project / "metrics" / "benchmark" / f"{model}.json").read_text())
+    assert benchmark["bf16_latency_ms"] > 0 and benchmark["onnx_latency_ms"] > 0 and "bf16_native" in benchmark
     assert (small_project / "metrics" / "leaderboard.md").read_text().count(model) == 1
     history = pd.read_csv(small_project / "metrics" / "train" / "history.csv")
     assert {"step", "loss", "lr"} <= set(history.columns) and len(history) > 0
