@@ -185,6 +185,7 @@ class EvaluateParams(_Section):
     batch_size: int = Field(128, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     num_threads: int = Field(2, ge=1)
+    verification_sets: list[Path] = []  # insightface .bin sets (lfw.bin, cfp_fp.bin, agedb_30.bin)
 
 
 class BenchmarkParams(_Section):

@@ -145,7 +145,22 @@ def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: 
     pairs, aligned = _evaluation_faces(aligned_dir, pairs_file)
     embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
                              params.batch_size, params.flip, params.precision)
-    return _score(aligned, embeddings, pairs, roc_path)
+    metrics = _score(aligned, embeddings, pairs, roc_path)
+    for path in params.verification_sets:
+        metrics.update(evaluate_verification_set(model, path, params))
+    return metrics
+
+
+def evaluate_verification_set(model: torch.nn.Module, path: Path, params: EvaluateParams) -> dict:
+    """``<stem>_accuracy`` etc. of a model on an insightface .bin set (lfw.bin, cfp_fp.bin, …)."""
+    from facerec.data.verification_bin import decode_faces, read_verification_bin
+    from facerec.embedding import embed_crops
+    from facerec.evaluation import verification_set_metrics
+
+    images, issame = read_verification_bin(path)
+    log.info("%s: %d pairs", path, len(issame))
+    embeddings = embed_crops(model, decode_faces(path, images), params.batch_size, params.flip, params.precision)
+    return verification_set_metrics(Path(path).stem, embeddings, issame)
 
 
 def evaluate_peer(name: str, images: Path, detections: Path, aligned_dir: Path, pairs_file: Path,
