@@ -7,16 +7,19 @@ import logging
 import numpy as np
 import pandas as pd
 
-from facerec.metrics import (FAR_TARGETS, ImpostorTally, identification_metrics, k_fold_accuracy,
+from facerec.metrics import (FAR_TARGETS, ImpostorTally, best_threshold, identification_metrics, k_fold_accuracy,
                              metrics_from_roc, verification_metrics)
 
 log = logging.getLogger(__name__)
 
 
-def protocol_faces(aligned: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """The aligned faces that appear in the protocol's pairs (the evaluation set), in path order."""
-    needed = set(pairs["path1"]) | set(pairs["path2"])
-    return aligned[aligned["source"].isin(needed)].sort_values("source").reset_index(drop=True)
+def protocol_faces(aligned: pd.DataFrame, *pair_tables: pd.DataFrame) -> pd.DataFrame:
+    """The aligned faces that appear in any of the protocol's pair tables, in path order."""
+    return aligned[aligned["source"].isin(_faces_of(*pair_tables))].sort_values("source").reset_index(drop=True)
+
+
+def _faces_of(*pair_tables: pd.DataFrame) -> set[str]:
+    return {path for pairs in pair_tables for column in ("path1", "path2") for path in pairs[column]}
 
 
 def protocol_scores(pairs: pd.DataFrame, embeddings: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -69,16 +72,29 @@ def gallery_probe_split(sources: pd.Series, identities: pd.Series) -> np.ndarray
     return (frame["source"] == first.reindex(frame.index)).to_numpy()
 
 
+def view1_accuracy(dev_train: pd.DataFrame, dev_test: pd.DataFrame, by_source: dict[str, np.ndarray]) -> dict:
+    """LFW View 1 for a model trained elsewhere: the threshold of best accuracy on
+    pairsDevTrain, applied to pairsDevTest."""
+    train, test = protocol_scores(dev_train, by_source), protocol_scores(dev_test, by_source)
+    threshold = best_threshold(train["score"].to_numpy(), train["genuine"].to_numpy())
+    correct = (test["score"].to_numpy() >= threshold) == test["genuine"].to_numpy()
+    return {"lfw_view1_accuracy": float(correct.mean()), "lfw_view1_threshold": threshold,
+            "lfw_view1_pairs_scored": int(len(test)), "lfw_view1_pairs_missing": int(len(dev_test) - len(test))}
+
+
 def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFrame,
-                 ) -> tuple[dict, pd.DataFrame]:
+                 view1: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> tuple[dict, pd.DataFrame]:
     """All LFW metrics for one model; returns (metrics, roc curve frame for plotting).
 
     ``aligned`` lists the evaluation faces (see :func:`protocol_faces`), row-aligned with
     ``embeddings``. The 10-fold accuracy, ROC-AUC, EER and best accuracy follow pairs.txt;
-    TAR@FAR (and the plotted ROC) use every pair that can be formed among the evaluation
-    faces; Rank-1/5 use :func:`gallery_probe_split` on them.
+    TAR@FAR (and the plotted ROC) use every pair that can be formed among the faces of
+    pairs.txt; Rank-1/5 use :func:`gallery_probe_split` on them. With ``view1`` (the
+    pairsDevTrain and pairsDevTest tables), also View 1's accuracy.
     """
     by_source = dict(zip(aligned["source"], embeddings))
+    in_view2 = aligned["source"].isin(_faces_of(pairs)).to_numpy()
+    aligned, embeddings = aligned[in_view2].reset_index(drop=True), embeddings[in_view2]
     scored = protocol_scores(pairs, by_source)
     missing = len(pairs) - len(scored)
     if missing:
@@ -111,6 +127,8 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
         "gallery_faces": int(gallery.sum()),
         "probe_faces": int(probe.sum()),
     })
+    if view1 is not None:
+        metrics.update(view1_accuracy(*view1, by_source))
     return metrics, roc_for_plot(fpr, tpr)
 
 

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from facerec.io import atomic_path  # noqa: E402
 
 COLUMNS = [
-    "model", "lfw_accuracy", "lfw_accuracy_std", "roc_auc", "eer", "accuracy",
+    "model", "lfw_accuracy", "lfw_accuracy_std", "lfw_view1_accuracy", "roc_auc", "eer", "accuracy",
     "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5",
     "latency_ms", "throughput_fps", "size_mb", "gflops", "mparams",
 ]

@@ -15,7 +15,7 @@ from conftest import run
 # The session fixture runs the whole pipeline (about 5 minutes on 2 cores) inside the first test.
 pytestmark = pytest.mark.timeout(1800)
 
-EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "roc_auc", "eer", "accuracy",
+EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "lfw_view1_accuracy", "roc_auc", "eer", "accuracy",
                    "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5"}
 LEADERBOARD_KEYS = EVALUATION_KEYS | {"model", "latency_ms", "throughput_fps", "size_mb", "gflops", "mparams"}
 
@@ -86,6 +86,9 @@ def test_metrics_files_hold_every_leaderboard_figure(small_project):
     assert EVALUATION_KEYS <= evaluation.keys()
     assert 0.5 <= evaluation["lfw_accuracy"] <= 1.0
     assert 0.0 <= evaluation["eer"] <= 0.5
+    # View 1: a threshold from the small pairsDevTrain.txt, applied to its 24 pairsDevTest.txt pairs.
+    assert 0.5 <= evaluation["lfw_view1_accuracy"] <= 1.0
+    assert evaluation["lfw_view1_pairs_scored"] + evaluation["lfw_view1_pairs_missing"] == 24
     board = {record["model"]: record for record in json.loads((small_project / "metrics" / "leaderboard.json").read_text())}
     assert set(board) == {model, "dlib_resnet_v1", "facenet_20180408"}
     ours = board[model]
