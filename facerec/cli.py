@@ -117,6 +117,16 @@ def evaluate(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
                           view1 or ()))
 
 
+@app.command("evaluate-folder")
+def evaluate_folder(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
+                    aligned: Annotated[Path, typer.Option(help="an aligned identity folder (the align stage's output)")],
+                    arch: Annotated[Optional[str], typer.Option(help="architecture of a non-facerec checkpoint")] = None,
+                    roc: Annotated[Path, typer.Option(help="CSV for the ROC curve")] = Path("roc.csv"),
+                    params: ParamsOption = None) -> None:
+    """Every genuine and impostor pair of an aligned identity folder: ROC-AUC, EER, TAR@FAR, Rank-1/5."""
+    _print(steps.evaluate_folder(checkpoint, arch, aligned, roc, _section(params, "evaluate", EvaluateParams)))
+
+
 @app.command()
 def benchmark(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
               arch: Annotated[Optional[str], typer.Option(help="architecture of a non-facerec checkpoint")] = None,

@@ -101,34 +101,40 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
         log.warning("%d of %d LFW pairs have an undetected face and are not scored", missing, len(pairs))
     accuracy, accuracy_std = k_fold_accuracy(scored["score"].to_numpy(), scored["genuine"].to_numpy(),
                                              scored["fold"].to_numpy())
-    identities = aligned["identity"].to_numpy()
     metrics = {"lfw_accuracy": accuracy, "lfw_accuracy_std": accuracy_std}
     # ROC-AUC, EER and best accuracy on the protocol's balanced pairs; on all pairs the
     # impostors outnumber genuine pairs ~1000:1 and "accuracy" would only count impostors.
     metrics.update(verification_metrics(scored["score"].to_numpy(), scored["genuine"].to_numpy()))
     # TAR at low FAR needs many impostors: read it on every pair the faces can form.
-    tally = all_pairs_tally(embeddings, identities)
-    fpr, tpr, _ = tally.roc()
-    every_pair = metrics_from_roc(fpr, tpr, tally.genuine, tally.impostors)
+    every_pair, roc = identity_set_metrics(aligned, embeddings)
     metrics.update({key: every_pair[key] for key in FAR_TARGETS})
     metrics.update({"all_pairs_roc_auc": every_pair["roc_auc"], "all_pairs_eer": every_pair["eer"],
-                    "genuine_pairs": tally.genuine, "impostor_pairs": tally.impostors})
+                    **{key: every_pair[key] for key in ("genuine_pairs", "impostor_pairs", "rank1", "rank5",
+                                                        "faces", "gallery_faces", "probe_faces")}})
+    metrics.update({"lfw_pairs_scored": int(len(scored)), "lfw_pairs_missing": int(missing)})
+    if view1 is not None:
+        metrics.update(view1_accuracy(*view1, by_source))
+    return metrics, roc
 
-    counts = aligned.groupby("identity")["source"].transform("size").to_numpy()
-    repeated = counts >= 2
-    gallery = gallery_probe_split(aligned["source"], aligned["identity"]) & repeated
+
+def identity_set_metrics(faces: pd.DataFrame, embeddings: np.ndarray) -> tuple[dict, pd.DataFrame]:
+    """The protocol for any set of faces labelled by identity (``source``, ``identity``),
+    row-aligned with ``embeddings``: verification over every pair (all genuine and all
+    impostor pairs, counted exactly by :func:`all_pairs_tally`, so TAR@FAR is measured down
+    to 1/impostors), and Rank-1/5 with :func:`gallery_probe_split`. Returns (metrics, ROC
+    for plotting)."""
+    identities = faces["identity"].to_numpy()
+    tally = all_pairs_tally(embeddings, identities)
+    fpr, tpr, _ = tally.roc()
+    metrics = {**metrics_from_roc(fpr, tpr, tally.genuine, tally.impostors),
+               "genuine_pairs": tally.genuine, "impostor_pairs": tally.impostors}
+    repeated = faces.groupby("identity")["source"].transform("size").to_numpy() >= 2
+    gallery = gallery_probe_split(faces["source"], faces["identity"]) & repeated
     probe = ~gallery & repeated
     metrics.update(identification_metrics(embeddings[gallery], identities[gallery],
                                           embeddings[probe], identities[probe]))
-    metrics.update({
-        "lfw_pairs_scored": int(len(scored)),
-        "lfw_pairs_missing": int(missing),
-        "faces": int(len(aligned)),
-        "gallery_faces": int(gallery.sum()),
-        "probe_faces": int(probe.sum()),
-    })
-    if view1 is not None:
-        metrics.update(view1_accuracy(*view1, by_source))
+    metrics.update({"faces": int(len(faces)), "identities": int(faces["identity"].nunique()),
+                    "gallery_faces": int(gallery.sum()), "probe_faces": int(probe.sum())})
     return metrics, roc_for_plot(fpr, tpr)
 
 

@@ -156,6 +156,25 @@ def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: 
     return metrics
 
 
+def evaluate_folder(checkpoint: Path, arch: str | None, aligned_dir: Path, roc_path: Path,
+                    params: EvaluateParams) -> dict:
+    """Verification over every pair and Rank-1/5 of one model on any aligned identity folder
+    (the align stage's output for your own photos); writes the ROC to ``roc_path``."""
+    from facerec.data.aligned import load_crops, read_aligned_manifest
+    from facerec.embedding import embed_crops
+    from facerec.evaluation import identity_set_metrics
+    from facerec.zoo import load_pretrained
+
+    torch.set_num_threads(params.num_threads)
+    model = load_pretrained(arch, checkpoint)
+    faces = read_aligned_manifest(aligned_dir).sort_values("source").reset_index(drop=True)
+    embeddings = embed_crops(model, load_crops(aligned_dir, faces["path"].tolist()),
+                             params.batch_size, params.flip, params.precision)
+    metrics, roc = identity_set_metrics(faces, embeddings)
+    write_table(roc_path, roc)
+    return metrics
+
+
 def evaluate_verification_set(model: torch.nn.Module, path: Path, params: EvaluateParams) -> dict:
     """``<stem>_accuracy`` etc. of a model on an insightface .bin set (lfw.bin, cfp_fp.bin, …)."""
     from facerec.data.verification_bin import decode_faces, read_verification_bin
