@@ -46,8 +46,9 @@ class ImpostorTally:
         above = np.searchsorted(self.values, scores, side="right")
         self.at_or_below += np.bincount(above, minlength=self.values.size + 1)
         self.at_or_below[-1] -= placeholders
-        tied = above > 0
-        tied[tied] = self.values[above[tied] - 1] == scores[tied]
+        # A tie is a score equal to the highest genuine value at or below it: one gather,
+        # not a second binary search (np.maximum keeps index 0 valid; above == 0 never ties).
+        tied = np.flatnonzero((self.values[np.maximum(above - 1, 0)] == scores) & (above > 0))
         self.ties += np.bincount(above[tied] - 1, minlength=self.values.size)
         self.impostors += scores.size - placeholders
 
