@@ -107,9 +107,24 @@ def evaluate(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
              pairs: Annotated[Path, typer.Option(help="LFW pairs.txt")],
              arch: Annotated[Optional[str], typer.Option(help="architecture of a non-facerec checkpoint")] = None,
              roc: Annotated[Path, typer.Option(help="CSV for the ROC curve")] = Path("roc.csv"),
+             view1: Annotated[Optional[list[Path]], typer.Option(
+                 help="LFW View 1: pairsDevTrain.txt then pairsDevTest.txt (give the option twice)")] = None,
              params: ParamsOption = None) -> None:
-    """LFW View 2 10-fold accuracy, ROC-AUC, EER, TAR@FAR and Rank-1/5 of one model."""
-    _print(steps.evaluate(checkpoint, arch, aligned, pairs, roc, _section(params, "evaluate", EvaluateParams)))
+    """LFW View 2 10-fold accuracy (View 1 with --view1), ROC-AUC, EER, TAR@FAR and Rank-1/5 of one model."""
+    if view1 and len(view1) != 2:
+        raise typer.BadParameter("give --view1 twice: pairsDevTrain.txt, then pairsDevTest.txt", param_hint="--view1")
+    _print(steps.evaluate(checkpoint, arch, aligned, pairs, roc, _section(params, "evaluate", EvaluateParams),
+                          view1 or ()))
+
+
+@app.command("evaluate-folder")
+def evaluate_folder(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
+                    aligned: Annotated[Path, typer.Option(help="an aligned identity folder (the align stage's output)")],
+                    arch: Annotated[Optional[str], typer.Option(help="architecture of a non-facerec checkpoint")] = None,
+                    roc: Annotated[Path, typer.Option(help="CSV for the ROC curve")] = Path("roc.csv"),
+                    params: ParamsOption = None) -> None:
+    """Every genuine and impostor pair of an aligned identity folder: ROC-AUC, EER, TAR@FAR, Rank-1/5."""
+    _print(steps.evaluate_folder(checkpoint, arch, aligned, roc, _section(params, "evaluate", EvaluateParams)))
 
 
 @app.command()
@@ -215,7 +230,8 @@ def zoo_evaluate(detections: Annotated[Path, typer.Option(help="detect's output 
     """LFW metrics of every entry of the params file's zoo that can run here (the evaluate_zoo stage)."""
     settings = _params_file(params)
     _print(steps.evaluate_zoo(settings.zoo, settings.data.sets[settings.data.eval_set], detections, aligned,
-                              settings.data.lfw_pairs, out, roc, report, settings.evaluate, settings.detect))
+                              settings.data.lfw_pairs, out, roc, report, settings.evaluate, settings.detect,
+                              settings.data.lfw_view1_pairs))
 
 
 @zoo_app.command("benchmark")

@@ -29,6 +29,15 @@ class DataParams(_Section):
     train_set: str = Field("train", description="which of `sets` trains the model")
     eval_set: str = Field("lfw", description="which of `sets` holds the LFW images")
     lfw_pairs: Path = Field(description="LFW View 2 pairs.txt")
+    lfw_view1_pairs: list[Path] = Field(
+        [], description="LFW View 1 [pairsDevTrain.txt, pairsDevTest.txt]; empty: View 1 is not scored",
+        min_length=0, max_length=2)
+
+    @model_validator(mode="after")
+    def _view1_is_a_train_test_pair(self) -> "DataParams":
+        if len(self.lfw_view1_pairs) == 1:
+            raise ValueError("lfw_view1_pairs: give both files, [pairsDevTrain.txt, pairsDevTest.txt], or none")
+        return self
 
 
 class DetectParams(_Section):
@@ -185,6 +194,7 @@ class EvaluateParams(_Section):
     batch_size: int = Field(128, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     num_threads: int = Field(2, ge=1)
+    verification_sets: list[Path] = []  # insightface .bin sets (lfw.bin, cfp_fp.bin, agedb_30.bin)
 
 
 class BenchmarkParams(_Section):

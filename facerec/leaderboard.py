@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from facerec.io import atomic_path  # noqa: E402
 
 COLUMNS = [
-    "model", "lfw_accuracy", "lfw_accuracy_std", "roc_auc", "eer", "accuracy",
+    "model", "lfw_accuracy", "lfw_accuracy_std", "lfw_view1_accuracy", "roc_auc", "eer", "accuracy",
     "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5",
     "latency_ms", "throughput_fps", "size_mb", "gflops", "mparams",
 ]
@@ -63,6 +64,16 @@ def build_leaderboard(evaluate_dirs: Sequence[str | Path], benchmark_dirs: Seque
         return (value is None, -value if (value is not None and descending) else (value or 0.0))
 
     return sorted(records, key=key)
+
+
+def combined_rocs(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """Every model's ROC (``<folder>/<model>.csv``: fpr, tpr) in one long table with a
+    ``model`` column, for one chart of all models (``dvc plots``)."""
+    curves = [pd.read_csv(path).assign(model=path.stem)
+              for folder in folders for path in sorted(Path(folder).glob("*.csv"))]
+    if not curves:
+        raise ValueError(f"no ROC curves (<model>.csv) in {[str(folder) for folder in folders]}")
+    return pd.concat(curves, ignore_index=True)[["model", "fpr", "tpr"]]
 
 
 def _cell(value) -> str:

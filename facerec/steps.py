@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,50 +115,89 @@ def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: Train
     return result.summary
 
 
-def _evaluation_faces(aligned_dir: Path, pairs_file: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """LFW's pairs and the aligned faces they name (every model is scored on these faces)."""
+def _evaluation_faces(aligned_dir: Path, pairs_file: Path, view1_files: Sequence[Path] = ()
+                      ) -> tuple[pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame] | None, pd.DataFrame]:
+    """LFW's View 2 pairs, View 1's (pairsDevTrain, pairsDevTest) when given, and the aligned
+    faces they name (every model is scored on these faces)."""
     from facerec.data.aligned import read_aligned_manifest
     from facerec.data.lfw import read_pairs
     from facerec.evaluation import protocol_faces
 
     pairs = read_pairs(pairs_file)
-    return pairs, protocol_faces(read_aligned_manifest(aligned_dir), pairs)
+    view1 = (read_pairs(view1_files[0]), read_pairs(view1_files[1])) if view1_files else None
+    return pairs, view1, protocol_faces(read_aligned_manifest(aligned_dir), pairs, *(view1 or ()))
 
 
-def _score(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFrame, roc_path: Path) -> dict:
+def _score(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFrame,
+           view1: tuple[pd.DataFrame, pd.DataFrame] | None, roc_path: Path) -> dict:
     from facerec.evaluation import evaluate_lfw
 
-    metrics, roc = evaluate_lfw(aligned, embeddings, pairs)
+    metrics, roc = evaluate_lfw(aligned, embeddings, pairs, view1)
     write_table(roc_path, roc)
     return metrics
 
 
 def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: Path,
-             roc_path: Path, params: EvaluateParams) -> dict:
-    """LFW metrics of one model; writes its ROC curve to ``roc_path``."""
+             roc_path: Path, params: EvaluateParams, view1_files: Sequence[Path] = ()) -> dict:
+    """LFW metrics of one model (View 1 too with ``view1_files``) and of the verification
+    sets in ``params``; writes its ROC curve to ``roc_path``."""
     from facerec.data.aligned import load_crops
     from facerec.embedding import embed_crops
     from facerec.zoo import load_pretrained
 
     torch.set_num_threads(params.num_threads)
     model = load_pretrained(arch, checkpoint)
-    pairs, aligned = _evaluation_faces(aligned_dir, pairs_file)
+    pairs, view1, aligned = _evaluation_faces(aligned_dir, pairs_file, view1_files)
     embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
                              params.batch_size, params.flip, params.precision)
-    return _score(aligned, embeddings, pairs, roc_path)
+    metrics = _score(aligned, embeddings, pairs, view1, roc_path)
+    for path in params.verification_sets:
+        metrics.update(evaluate_verification_set(model, path, params))
+    return metrics
+
+
+def evaluate_folder(checkpoint: Path, arch: str | None, aligned_dir: Path, roc_path: Path,
+                    params: EvaluateParams) -> dict:
+    """Verification over every pair and Rank-1/5 of one model on any aligned identity folder
+    (the align stage's output for your own photos); writes the ROC to ``roc_path``."""
+    from facerec.data.aligned import load_crops, read_aligned_manifest
+    from facerec.embedding import embed_crops
+    from facerec.evaluation import identity_set_metrics
+    from facerec.zoo import load_pretrained
+
+    torch.set_num_threads(params.num_threads)
+    model = load_pretrained(arch, checkpoint)
+    faces = read_aligned_manifest(aligned_dir).sort_values("source").reset_index(drop=True)
+    embeddings = embed_crops(model, load_crops(aligned_dir, faces["path"].tolist()),
+                             params.batch_size, params.flip, params.precision)
+    metrics, roc = identity_set_metrics(faces, embeddings)
+    write_table(roc_path, roc)
+    return metrics
+
+
+def evaluate_verification_set(model: torch.nn.Module, path: Path, params: EvaluateParams) -> dict:
+    """``<stem>_accuracy`` etc. of a model on an insightface .bin set (lfw.bin, cfp_fp.bin, …)."""
+    from facerec.data.verification_bin import decode_faces, read_verification_bin
+    from facerec.embedding import embed_crops
+    from facerec.evaluation import verification_set_metrics
+
+    images, issame = read_verification_bin(path)
+    log.info("%s: %d pairs", path, len(issame))
+    embeddings = embed_crops(model, decode_faces(path, images), params.batch_size, params.flip, params.precision)
+    return verification_set_metrics(Path(path).stem, embeddings, issame)
 
 
 def evaluate_peer(name: str, images: Path, detections: Path, aligned_dir: Path, pairs_file: Path,
-                  roc_path: Path, detect_params: DetectParams) -> dict:
+                  roc_path: Path, detect_params: DetectParams, view1_files: Sequence[Path] = ()) -> dict:
     """LFW metrics of a published peer (``facerec.peers``) on the faces our model is scored on,
     each cut from its photo by the peer's own crop (no flip: as its authors evaluate it)."""
     from facerec.peers import load_peer
     from facerec.peers.photos import embed_photo_faces, photo_faces
 
     embedder = load_peer(name)
-    pairs, aligned = _evaluation_faces(aligned_dir, pairs_file)
+    pairs, view1, aligned = _evaluation_faces(aligned_dir, pairs_file, view1_files)
     faces = photo_faces(images, read_table(detections / MANIFEST), aligned["source"].tolist(), detect_params)
-    return _score(aligned, embed_photo_faces(embedder, faces, len(aligned)), pairs, roc_path)
+    return _score(aligned, embed_photo_faces(embedder, faces, len(aligned)), pairs, view1, roc_path)
 
 
 def _missing_checkpoint(entry: ZooEntry) -> str | None:
@@ -199,7 +238,7 @@ def _run_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, run: Cal
 
 def evaluate_zoo(entries: list[ZooEntry], images: Path, detections: Path, aligned_dir: Path, pairs_file: Path,
                  out_dir: Path, roc_dir: Path, report_path: Path, params: EvaluateParams,
-                 detect_params: DetectParams) -> dict:
+                 detect_params: DetectParams, view1_files: Sequence[Path] = ()) -> dict:
     """LFW metrics of every zoo entry that can run: OUT/<name>.json and ROC/<name>.csv."""
     from facerec.peers import PEERS
 
@@ -210,8 +249,9 @@ def evaluate_zoo(entries: list[ZooEntry], images: Path, detections: Path, aligne
     def run(entry: ZooEntry) -> dict:
         roc_path = roc_dir / f"{entry.name}.csv"
         if entry.arch in PEERS:
-            return evaluate_peer(entry.arch, images, detections, aligned_dir, pairs_file, roc_path, detect_params)
-        return evaluate(entry.path, entry.arch, aligned_dir, pairs_file, roc_path, params)
+            return evaluate_peer(entry.arch, images, detections, aligned_dir, pairs_file, roc_path, detect_params,
+                                 view1_files)
+        return evaluate(entry.path, entry.arch, aligned_dir, pairs_file, roc_path, params, view1_files)
     return _run_zoo(entries, out_dir, report_path, run)
 
 
@@ -241,18 +281,24 @@ def benchmark_zoo(entries: list[ZooEntry], out_dir: Path, report_path: Path, par
     return _run_zoo(entries, out_dir, report_path, run)
 
 
-def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], zoo_reports: list[Path], out_dir: Path,
-                sort_by: str) -> list[dict]:
-    """metrics/leaderboard.json, .md and .png from the per-model metrics files of ours and
-    the zoo; the markdown lists the zoo entries that were skipped and why."""
+def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], roc_dirs: list[Path], zoo_reports: list[Path],
+                out_dir: Path, sort_by: str) -> list[dict]:
+    """metrics/leaderboard.json, .md, .png and the interactive .html from the per-model
+    metrics files of ours and the zoo (the markdown and the page list the zoo entries that
+    were skipped and why), and every model's ROC in one table, roc_all_models.csv."""
     from facerec.io import atomic_path
-    from facerec.leaderboard import build_leaderboard, plot_leaderboard, skipped_models, to_markdown
+    from facerec.leaderboard import (COLUMNS, LOWER_IS_BETTER, build_leaderboard, combined_rocs, plot_leaderboard,
+                                     skipped_models, to_markdown)
+    from facerec.leaderboard_html import write_leaderboard_html
 
     records = build_leaderboard(evaluate_dirs, benchmark_dirs, sort_by)
+    skipped = skipped_models([r for r in zoo_reports if r.exists()])
     write_json(out_dir / "leaderboard.json", records)
     with atomic_path(out_dir / "leaderboard.md") as tmp:
-        tmp.write_text(to_markdown(records, skipped_models([r for r in zoo_reports if r.exists()])))
+        tmp.write_text(to_markdown(records, skipped))
     plot_leaderboard(records, sort_by, out_dir / "leaderboard.png")
+    write_leaderboard_html(out_dir / "leaderboard.html", records, COLUMNS, LOWER_IS_BETTER, sort_by, skipped)
+    write_table(out_dir / "roc_all_models.csv", combined_rocs(roc_dirs).round(8))
     return records
 
 

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from facerec.embedding import embed_crops
-from facerec.evaluation import all_pairs_scores
-from facerec.metrics import verification_metrics
+from facerec.evaluation import all_pairs_tally
 
 
 def hold_out_identities(faces: pd.DataFrame, count: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -39,8 +38,7 @@ def validation_score(model: nn.Module, crops: torch.Tensor, identities: np.ndarr
     training = model.training
     embeddings = embed_crops(model, crops, batch_size=batch_size, flip=False)
     model.train(training)
-    scores, labels = all_pairs_scores(embeddings, identities)
-    value = verification_metrics(scores, labels)[metric]
+    value = all_pairs_tally(embeddings, identities).metrics()[metric]
     if value is None:
         raise ValueError(f"validation metric {metric} is undefined on {len(identities)} held-out faces: "
                          "hold out more identities or choose another metric")

@@ -1,4 +1,4 @@
-"""DVC stage evaluate: LFW View 2 accuracy, ROC, EER, TAR@FAR and Rank-k of one model."""
+"""DVC stage evaluate: LFW View 2 (and View 1) accuracy, ROC, EER, TAR@FAR and Rank-k of one model."""
 
 from pathlib import Path
 
@@ -13,7 +13,7 @@ def main() -> None:
                                    ("--roc", {"type": Path, "required": True}),
                                    ("--metrics", {"type": Path, "required": True})])
     metrics = steps.evaluate(args.checkpoint, None, args.aligned, params.data.lfw_pairs, args.roc,
-                             params.evaluate)
+                             params.evaluate, params.data.lfw_view1_pairs)
     steps.write_metrics(args.metrics, metrics)
 
 

@@ -14,7 +14,8 @@ def main() -> None:
                                    ("--roc", {"type": Path, "required": True}),
                                    ("--report", {"type": Path, "required": True})])
     steps.evaluate_zoo(params.zoo, params.data.sets[params.data.eval_set], args.detections, args.aligned,
-                       params.data.lfw_pairs, args.out, args.roc, args.report, params.evaluate, params.detect)
+                       params.data.lfw_pairs, args.out, args.roc, args.report, params.evaluate, params.detect,
+                       params.data.lfw_view1_pairs)
 
 
 if __name__ == "__main__":

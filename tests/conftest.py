@@ -40,7 +40,8 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
 
 def write_small_lfw(target: Path, pairs_per_class: int) -> None:
     """A real LFW subset: the first ``pairs_per_class`` matched and mismatched pairs of each
-    of the 10 folds of pairs.txt, with only the images those pairs name."""
+    of the 10 folds of pairs.txt, as many of View 1's pairsDevTest.txt and twice as many of
+    its pairsDevTrain.txt, with only the images those pairs name."""
     lines = (LFW / "pairs.txt").read_text().splitlines()
     folds, per_class = (int(v) for v in lines[0].split())
     kept = []
@@ -48,14 +49,21 @@ def write_small_lfw(target: Path, pairs_per_class: int) -> None:
         start = 1 + fold * 2 * per_class
         kept += lines[start:start + pairs_per_class]
         kept += lines[start + per_class:start + per_class + pairs_per_class]
+    view1 = {}
+    for name, count in (("pairsDevTrain.txt", 2 * pairs_per_class), ("pairsDevTest.txt", pairs_per_class)):
+        dev = (LFW / name).read_text().splitlines()
+        dev_per_class = int(dev[0])
+        view1[name] = dev[1:1 + count] + dev[1 + dev_per_class:1 + dev_per_class + count]
     names = set()
-    for line in kept:
+    for line in kept + view1["pairsDevTrain.txt"] + view1["pairsDevTest.txt"]:
         fields = line.split()
         names.update([fields[0]] if len(fields) == 3 else [fields[0], fields[2]])
     (target / "images").mkdir(parents=True)
     for name in sorted(names):
         shutil.copytree(LFW / "images" / name, target / "images" / name)
     (target / "pairs.txt").write_text(f"{folds}\t{pairs_per_class}\n" + "\n".join(kept) + "\n")
+    for name, dev_lines in view1.items():
+        (target / name).write_text(f"{len(dev_lines) // 2}\n" + "\n".join(dev_lines) + "\n")
 
 
 def write_small_train_set(target: Path, identities: int) -> None:
@@ -85,6 +93,8 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"]["sets"] = {"train": str(root / "data" / "train"), "lfw": str(root / "data" / "lfw" / "images")}
     params["data"]["lfw_pairs"] = str(root / "data" / "lfw" / "pairs.txt")
+    params["data"]["lfw_view1_pairs"] = [str(root / "data" / "lfw" / name)
+                                         for name in ("pairsDevTrain.txt", "pairsDevTest.txt")]
     params["train"].update(epochs=1, batch_size=32, warmup_epochs=0.2, validation_identities=3)
     params["benchmark"].update(warmup_runs=3, timed_runs=20, throughput_batch_sizes=[8])
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -93,6 +103,7 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     run(["git", "config", "user.name", "facerec test"], project)
     run(["dvc", "init", "-q", "-f"], project)
     shutil.copy2(PROJECT_ROOT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(PROJECT_ROOT / ".dvc" / "plots", project / ".dvc" / "plots")
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "small project"], project)
     return project

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
@@ -29,9 +30,18 @@ def test_roc_auc_and_tar_at_far_match_sklearn_roc(ties):
     fpr, tpr, _ = sklearn_roc_curve(labels, scores, drop_intermediate=False)
     for key, far in [("tar_at_far_1e-2", 1e-2), ("tar_at_far_1e-3", 1e-3), ("tar_at_far_1e-4", 1e-4)]:
         assert metrics[key] == pytest.approx(tpr[fpr <= far].max(), abs=1e-12)
-    ours = roc_curve(scores, labels)
-    np.testing.assert_allclose(ours[0], fpr)
-    np.testing.assert_allclose(ours[1], tpr)
+    ours_fpr, ours_tpr, thresholds = roc_curve(scores, labels, chunk_size=997)
+    # Every vertex of ours is one of scikit-learn's, reached by its threshold...
+    theirs = set(zip(fpr.round(12), tpr.round(12)))
+    assert all(point in theirs for point in zip(ours_fpr.round(12), ours_tpr.round(12)))
+    assert all((scores[~labels] >= t).mean() == pytest.approx(f) and (scores[labels] >= t).mean() == pytest.approx(r)
+               for f, r, t in zip(ours_fpr, ours_tpr, thresholds))
+    # ...and each of theirs that ours leaves out lies on one of our horizontal segments.
+    span = pd.DataFrame({"tpr": ours_tpr.round(12), "fpr": ours_fpr}).groupby("tpr")["fpr"].agg(["min", "max"])
+    assert set(tpr.round(12)) <= set(span.index)
+    lowest, highest = span.loc[tpr.round(12), "min"].to_numpy(), span.loc[tpr.round(12), "max"].to_numpy()
+    assert np.all((lowest <= fpr + 1e-12) & (fpr <= highest + 1e-12))
+    assert len(ours_fpr) < len(fpr)
 
 
 def test_eer_is_where_false_accepts_equal_false_rejects():

@@ -15,7 +15,7 @@ from conftest import run
 # The session fixture runs the whole pipeline (about 5 minutes on 2 cores) inside the first test.
 pytestmark = pytest.mark.timeout(1800)
 
-EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "roc_auc", "eer", "accuracy",
+EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "lfw_view1_accuracy", "roc_auc", "eer", "accuracy",
                    "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5"}
 LEADERBOARD_KEYS = EVALUATION_KEYS | {"model", "latency_ms", "throughput_fps", "size_mb", "gflops", "mparams"}
 
@@ -86,12 +86,17 @@ def test_metrics_files_hold_every_leaderboard_figure(small_project):
     assert EVALUATION_KEYS <= evaluation.keys()
     assert 0.5 <= evaluation["lfw_accuracy"] <= 1.0
     assert 0.0 <= evaluation["eer"] <= 0.5
+    # View 1: a threshold from the small pairsDevTrain.txt, applied to its 24 pairsDevTest.txt pairs.
+    assert 0.5 <= evaluation["lfw_view1_accuracy"] <= 1.0
+    assert evaluation["lfw_view1_pairs_scored"] + evaluation["lfw_view1_pairs_missing"] == 24
     board = {record["model"]: record for record in json.loads((small_project / "metrics" / "leaderboard.json").read_text())}
     assert set(board) == {model, "dlib_resnet_v1", "facenet_20180408"}
     ours = board[model]
     assert set(ours) == LEADERBOARD_KEYS
     assert ours["lfw_accuracy"] == evaluation["lfw_accuracy"]
     assert ours["latency_ms"] > 0 and ours["gflops"] > 0.1 and ours["mparams"] > 1
+    benchmark = json.loads((small_project / "metrics" / "benchmark" / f"{model}.json").read_text())
+    assert benchmark["bf16_latency_ms"] > 0 and benchmark["onnx_latency_ms"] > 0 and "bf16_native" in benchmark
     assert (small_project / "metrics" / "leaderboard.md").read_text().count(model) == 1
     history = pd.read_csv(small_project / "metrics" / "train" / "history.csv")
     assert {"step", "loss", "lr"} <= set(history.columns) and len(history) > 0
@@ -116,8 +121,14 @@ def test_the_default_leaderboard_ranks_published_peers_on_the_same_faces(small_p
     for name in skipped:
         assert f"- {name}: checkpoint file not found: " in markdown
     assert (small_project / "metrics" / "zoo" / "roc" / "dlib_resnet_v1.csv").exists()
-    plots = run(["dvc", "plots", "show", "--json"], small_project).stdout
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], small_project).stdout)["data"]
     assert "metrics/zoo/roc/facenet_20180408.csv" in plots
+    # One chart holds every model's ROC, a colour per model.
+    (all_models,) = plots["metrics/roc_all_models.csv"]
+    assert all_models["content"]["encoding"]["color"]["field"] == "model"
+    assert {point["model"] for point in all_models["content"]["data"]["values"]} == set(board)
+    page = (small_project / "metrics" / "leaderboard.html").read_text()
+    assert all(f'"model": "{name}"' in page for name in board) and "<script src" not in page
 
 
 def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project):
@@ -129,11 +140,28 @@ def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project
 
 
 def test_changing_an_evaluation_parameter_reruns_only_what_depends_on_it(small_project):
+    """Two git branches with different params, each run by dvc repro and committed: dvc's
+    params, metrics and plots diffs between the branches show what changed."""
+    model = _params(small_project)["train"]["model_name"]
+    run(["git", "add", "-A"], small_project)
+    run(["git", "commit", "-qm", "first run"], small_project)
+    base = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], small_project).stdout.strip()
+    run(["git", "checkout", "-qb", "no-flip"], small_project)
     params = _params(small_project)
     params["evaluate"]["flip"] = not params["evaluate"]["flip"]
     (small_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     repro = run(["dvc", "repro"], small_project).stdout
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
     assert ran == {"evaluate", "evaluate_zoo", "leaderboard"}
-    diff = run(["dvc", "params", "diff"], small_project).stdout
-    assert "evaluate.flip" in diff
+    run(["git", "add", "-A"], small_project)
+    run(["git", "commit", "-qm", "evaluate without flipping"], small_project)
+
+    assert "evaluate.flip" in run(["dvc", "params", "diff", base, "no-flip"], small_project).stdout
+    metrics = json.loads(run(["dvc", "metrics", "diff", base, "no-flip", "--json"], small_project).stdout)
+    ours = metrics[f"metrics/evaluate/{model}.json"]["lfw_accuracy"]
+    assert ours["old"] != ours["new"] and ours["diff"] == pytest.approx(ours["new"] - ours["old"])
+    # The peers are evaluated as their authors do, never flipped: their figures did not move.
+    assert "metrics/zoo/evaluate/dlib_resnet_v1.json" not in metrics
+    plots = json.loads(run(["dvc", "plots", "diff", base, "no-flip", "--json"], small_project).stdout)["data"]
+    revisions = {point["rev"] for point in plots["metrics/roc_all_models.csv"][0]["content"]["data"]["values"]}
+    assert revisions == {base, "no-flip"}

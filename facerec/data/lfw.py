@@ -13,17 +13,20 @@ def lfw_image_path(name: str, number: str | int) -> str:
 
 
 def read_pairs(path: str | Path) -> pd.DataFrame:
-    """Parse pairs.txt into columns fold, path1, path2, genuine (paths relative to the images root).
+    """Parse a pairs file into columns fold, path1, path2, genuine (paths relative to the
+    images root): View 2's pairs.txt, or View 1's pairsDevTrain.txt / pairsDevTest.txt.
 
-    The first line gives the number of folds and of matched (= mismatched) pairs per fold;
-    each fold lists its matched pairs ``name i j`` then its mismatched pairs ``name1 i name2 j``.
+    The first line gives the number of folds and of matched (= mismatched) pairs per fold
+    (View 1's files give only the latter: one fold); each fold lists its matched pairs
+    ``name i j`` then its mismatched pairs ``name1 i name2 j``.
     """
     path = Path(path)
     lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
     try:
-        folds, per_class = (int(value) for value in lines[0])
-    except (ValueError, IndexError):
-        raise ValueError(f"{path}:1: expected a header 'folds pairs_per_class', got {lines[:1]}") from None
+        header = [int(value) for value in lines[0]]
+        folds, per_class = header if len(header) == 2 else (1, *header)
+    except (ValueError, IndexError, TypeError):
+        raise ValueError(f"{path}:1: expected a header '[folds] pairs_per_class', got {lines[:1]}") from None
     expected = folds * per_class * 2
     if len(lines) - 1 != expected:
         raise ValueError(f"{path}: header promises {expected} pairs, file has {len(lines) - 1}")
