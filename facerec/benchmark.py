@@ -3,7 +3,7 @@
 Method: batch-1 latency is the median (and 90th percentile) of ``timed_runs`` calls after
 ``warmup_runs`` untimed ones; throughput is images/s at the best of the given batch sizes
 (median of a few timed batches each). A torch model is timed in torch (fp32, and bf16
-autocast: native or emulated, ``bf16_native`` says which) and, exported to ONNX, in onnxruntime; on a GPU
+autocast where the CPU has native bf16: ``bf16_native``) and, exported to ONNX, in onnxruntime; on a GPU
 also in fp32, fp16 and bf16 autocast, timed with CUDA events; a peer
 (``facerec.peers``) is timed through its own runtime, crop included. GFLOPs and Mparams
 follow the field's convention (``facerec.complexity``).
@@ -128,10 +128,11 @@ def benchmark_model(model: nn.Module, checkpoint: Path, classifier_parameters: i
         record.update(_timings(_onnx_batches(session), warmup_runs, timed_runs, batch_sizes, "onnx_"))
     model.to(memory_format=torch.channels_last)
     record.update(_timings(_torch_batches(model, "fp32"), warmup_runs, timed_runs, batch_sizes))
-    # Timed even where the CPU lacks native bf16 kernels (then emulated, several times slower
-    # than fp32): the figure shows what choosing bf16 would cost on this machine.
+    # Without native bf16 kernels (AVX2-only CPUs) bf16 is emulated, over 10x slower than
+    # fp32 (timing it took minutes per model): it is timed only where it is native.
     record["bf16_native"] = use_bf16("auto")
-    record.update(_timings(_torch_batches(model, "bf16"), warmup_runs, timed_runs, batch_sizes, "bf16_"))
+    if record["bf16_native"]:
+        record.update(_timings(_torch_batches(model, "bf16"), warmup_runs, timed_runs, batch_sizes, "bf16_"))
     if torch.cuda.is_available():
         record.update(cuda_timings(model, warmup_runs, timed_runs, batch_sizes))
     return record

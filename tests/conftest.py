@@ -40,8 +40,8 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
 
 def write_small_lfw(target: Path, pairs_per_class: int) -> None:
     """A real LFW subset: the first ``pairs_per_class`` matched and mismatched pairs of each
-    of the 10 folds of pairs.txt, as many of View 1's pairsDevTest.txt and twice as many of
-    its pairsDevTrain.txt, with only the images those pairs name."""
+    of the 10 folds of pairs.txt, half as many of View 1's pairsDevTrain.txt and
+    pairsDevTest.txt, with only the images those pairs name."""
     lines = (LFW / "pairs.txt").read_text().splitlines()
     folds, per_class = (int(v) for v in lines[0].split())
     kept = []
@@ -50,7 +50,7 @@ def write_small_lfw(target: Path, pairs_per_class: int) -> None:
         kept += lines[start:start + pairs_per_class]
         kept += lines[start + per_class:start + per_class + pairs_per_class]
     view1 = {}
-    for name, count in (("pairsDevTrain.txt", 2 * pairs_per_class), ("pairsDevTest.txt", pairs_per_class)):
+    for name, count in (("pairsDevTrain.txt", pairs_per_class // 2), ("pairsDevTest.txt", pairs_per_class // 2)):
         dev = (LFW / name).read_text().splitlines()
         dev_per_class = int(dev[0])
         view1[name] = dev[1:1 + count] + dev[1 + dev_per_class:1 + dev_per_class + count]

@@ -86,7 +86,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(s
 
     raw = yaml.safe_load((small_project / "params.yaml").read_text())
     # The strong preset and a worker process: augmentation and prefetching must resume exactly too.
-    raw["train"].update(epochs=2, batch_size=32, checkpoint_every=3, warmup_epochs=0.5, augmentation="strong",
+    raw["train"].update(epochs=1, batch_size=32, checkpoint_every=2, warmup_epochs=0.5, augmentation="strong",
                         workers=1)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))
@@ -115,7 +115,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(s
         assert first[part].keys() == second[part].keys()
         assert all(torch.equal(first[part][key], second[part][key]) for key in first[part]), part
     history = pd.read_csv(interrupted / "model.csv")
-    assert history.equals(pd.read_csv(whole / "model.csv")) and len(history) > saved_step >= 3
+    assert history.equals(pd.read_csv(whole / "model.csv")) and len(history) > saved_step >= 2
 
 
 def test_torchrun_trains_with_two_gloo_processes_and_sharded_partial_fc(small_project, tmp_path):
