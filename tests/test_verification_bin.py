@@ -43,7 +43,9 @@ def test_the_small_projects_lfw_pairs_as_a_bin_score_as_the_evaluate_stage_did(s
     assert metrics["lfw_pairs"] == len(pairs)
     assert metrics["lfw_accuracy"] == pytest.approx(stage["lfw_accuracy"], abs=1e-12)
     assert metrics["lfw_accuracy_std"] == pytest.approx(stage["lfw_accuracy_std"], abs=1e-12)
-    assert metrics["lfw_roc_auc"] == pytest.approx(stage["roc_auc"], abs=1e-9)
+    # The stage embeds these faces in other batches (beside View 1's faces): last-bit float
+    # differences may turn one of the 120×120 genuine-impostor comparisons into a tie (1/28,800).
+    assert metrics["lfw_roc_auc"] == pytest.approx(stage["roc_auc"], abs=1e-4)
 
 
 class _Exploit:
