@@ -228,8 +228,92 @@ class ZooEntry(_Section):
         return self
 
 
+class SearchRange(_Section):
+    """One searched hyperparameter: [low, high], optionally a step; log-uniform when ``log``."""
+
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0, description="grid step (keeps the suggested values readable)")
+    log: bool = Field(False, description="sample on a log scale (learning rate, weight decay)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: object) -> object:
+        # params.yaml writes ranges as [low, high] or [low, high, step].
+        if isinstance(value, (list, tuple)) and len(value) in (2, 3):
+            return dict(zip(("low", "high", "step"), value))
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SearchRange":
+        if not self.low < self.high:
+            raise ValueError(f"low {self.low} must be below high {self.high}")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("a log range needs low > 0 and no step")
+        return self
+
+
+def _default_head_ranges() -> dict[str, dict[str, SearchRange]]:
+    scale = SearchRange(low=16, high=64, step=1)
+    return {"arcface": {"margin": SearchRange(low=0.2, high=0.8, step=0.01), "scale": scale},
+            "cosface": {"margin": SearchRange(low=0.1, high=0.5, step=0.01), "scale": scale},
+            "adaface": {"margin": SearchRange(low=0.2, high=0.6, step=0.01), "scale": scale},
+            "combined": {"m2": SearchRange(low=0.1, high=0.5, step=0.01),
+                         "m3": SearchRange(low=0.0, high=0.3, step=0.01), "scale": scale}}
+
+
+class TuneParams(_Section):
+    """Optuna's search of the margin head (and optionally lr and weight decay) on short trainings."""
+
+    n_trials: int = Field(10, ge=1, description="finished trials (complete or pruned) the study runs to")
+    timeout_minutes: float | None = Field(None, gt=0, description="start no trial after this; null = no limit")
+    epochs: int = Field(2, ge=1, description="each trial's training length; validated after every epoch")
+    identities: int | None = Field(
+        None, ge=4, description="train each trial on this many people (seeded sample) for speed; null = all")
+    heads: dict[str, dict[str, SearchRange]] = Field(
+        default_factory=_default_head_ranges,
+        description="per train.head.type: head parameter -> range; the chosen head's entry is searched")
+    lr: SearchRange | None = Field(None, description="search the learning rate too")
+    weight_decay: SearchRange | None = Field(None, description="search the weight decay too")
+    pruner_startup_trials: int = Field(2, ge=0, description="median pruner: trials finished before pruning starts")
+    storage: str | None = Field(None, description="an RDB URL shared by several workers; null = SQLite in models/tune/")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _head_fields_exist(self) -> "TuneParams":
+        known = set(HeadParams.model_fields) - {"type"}
+        for head, ranges in self.heads.items():
+            unknown = sorted(set(ranges) - known)
+            if unknown:
+                raise ValueError(f"heads.{head}: {', '.join(unknown)} not head parameters ({', '.join(sorted(known))})")
+        return self
+
+
 class LeaderboardParams(_Section):
     sort_by: str = "lfw_accuracy"
+
+
+# Evidently's drift tests for numerical columns (evidently.legacy.calculations.stattests).
+DriftMethod = Literal["ks", "wasserstein", "psi", "kl_div", "jensenshannon", "hellinger", "anderson",
+                      "cramer_von_mises", "ed", "es", "mannw", "empirical_mmd", "t_test"]
+
+
+class MonitorParams(_Section):
+    """Drift of a set of photos against the training set (the reference), on per-face features."""
+
+    current_set: str = Field("lfw", description="which of data.sets to compare with the training set")
+    max_faces: int = Field(2000, ge=10, description="seeded random sample of faces per set, to keep it fast")
+    components: int = Field(5, ge=0, description="principal components of the embeddings (PCA on the reference)")
+    drift_share: float = Field(0.5, gt=0, le=1, description="the set has drifted when this share of features has")
+    method: DriftMethod | None = Field(
+        None, description="drift test of every feature; null: Evidently's choice (K-S up to 1000 faces, else "
+                          "normed Wasserstein)")
+    threshold: float | None = Field(None, gt=0, description="the test's threshold; null: the test's default")
+    on_drift: Literal["warn", "fail"] = Field(
+        "warn", description="the face-monitor flow posts a warning artifact, or fails its run")
+    batch_size: int = Field(128, ge=1)
+    num_threads: int = Field(2, ge=1)
+    seed: int = 0
 
 
 class Params(_Section):
@@ -241,6 +325,8 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     benchmark: BenchmarkParams = BenchmarkParams()
     leaderboard: LeaderboardParams = LeaderboardParams()
+    monitor: MonitorParams = MonitorParams()
+    tune: TuneParams = TuneParams()
     zoo: list[ZooEntry] = Field(default_factory=list, description="published models ranked beside ours")
 
     @model_validator(mode="after")
@@ -253,6 +339,16 @@ class Params(_Section):
             raise ValueError(f"zoo name {self.train.model_name!r} is train.model_name: the two would share files")
         return self
 
+    @model_validator(mode="after")
+    def _monitored_set_exists(self) -> "Params":
+        if self.monitor.current_set not in self.data.sets:
+            raise ValueError(f"monitor.current_set: {self.monitor.current_set!r} is not one of data.sets: "
+                             f"{', '.join(self.data.sets)}")
+        if self.monitor.current_set == self.data.train_set:
+            raise ValueError(f"monitor.current_set: {self.monitor.current_set!r} is data.train_set, the reference "
+                             "it is compared with; name the set of new photos")
+        return self
+
 
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
@@ -260,6 +356,8 @@ def _describe(error: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
+        elif not key:  # a check across sections: its message names the keys, the input is the whole file
+            lines.append(f"  {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)

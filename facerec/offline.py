@@ -8,6 +8,9 @@ import os
 
 OFFLINE_ENVIRONMENT = {
     "DVC_NO_ANALYTICS": "1",
+    # Also Evidently's (0.7.23) only switch: evidently.telemetry's event logger and its UI service
+    # send usage events unless DO_NOT_TRACK is set, to any value. (EVIDENTLY_DISABLE_TELEMETRY,
+    # in evidently/legacy/_config.py, is read by nothing.)
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "YOLO_OFFLINE": "1",

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from facerec.config import (AlignParams, BenchmarkParams, DetectParams, EvaluateParams, GateParams, TrainParams,
-                            ZooEntry)
+                            MonitorParams, TuneParams, ZooEntry)
 from facerec.io import read_table, write_json, write_table
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,25 @@ def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: Train
             columns=["step", "epoch", "metric", "score", "best"])
         write_table(history_path.with_name("validation.csv"), validation.round(6))
     return result.summary
+
+
+def tune(aligned_dir: Path, storage_dir: Path, trials_path: Path, report_path: Path, train: TrainParams,
+         params: TuneParams) -> dict:
+    """Search the margin head's hyperparameters (facerec.tuning) on the aligned training set;
+    write every trial's values and score and Optuna's plots; return the best values.
+
+    The study is kept in ``tune.storage`` or, by default, SQLite in ``storage_dir`` (not a
+    DVC out, which DVC would delete before a rerun): a rerun resumes the study."""
+    from facerec.data.training_faces import training_manifest
+    from facerec.tuning import run_study, summary, trials_table
+    from facerec.tuning_report import write_tuning_report
+
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    url = params.storage or f"sqlite:///{(storage_dir / 'study.db').resolve()}"
+    study, space = run_study(aligned_dir, training_manifest(aligned_dir), train, params, url)
+    write_table(trials_path, trials_table(study).round(6))
+    write_tuning_report(report_path, study)
+    return summary(study, space, train.validation_metric, url)
 
 
 def _evaluation_faces(aligned_dir: Path, pairs_file: Path, view1_files: Sequence[Path] = ()
@@ -300,6 +319,24 @@ def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], roc_dirs:
     write_leaderboard_html(out_dir / "leaderboard.html", records, COLUMNS, LOWER_IS_BETTER, sort_by, skipped)
     write_table(out_dir / "roc_all_models.csv", combined_rocs(roc_dirs).round(8))
     return records
+
+
+def monitor(reference: tuple[Path, Path], current: tuple[Path, Path], checkpoint: Path, html_path: Path,
+            json_path: Path, params: MonitorParams) -> dict:
+    """Drift of the current set's faces against the reference (training) set's, each given as
+    its (detections, aligned) folders, with our model's embeddings: Evidently's report to
+    ``html_path`` and the verdict per feature to ``json_path``. Drift is a result, not an
+    error: only missing or inconsistent input raises."""
+    from facerec.io import atomic_path
+    from facerec.monitoring import monitor_sets
+    from facerec.zoo import load_pretrained
+
+    torch.set_num_threads(params.num_threads)
+    report, summary = monitor_sets(reference, current, load_pretrained(None, checkpoint), params)
+    with atomic_path(html_path) as tmp:
+        report.save_html(str(tmp))  # Evidently writes to a str path only (a Path is silently ignored)
+    write_json(json_path, summary)
+    return summary
 
 
 def write_metrics(path: Path, metrics: dict) -> None:

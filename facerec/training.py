@@ -238,9 +238,13 @@ def _split_faces(aligned: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFra
 
 
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
-                checkpoint_path: str | Path, state_path: str | Path | None = None) -> TrainResult:
-    """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint;
-    return the history.
+                checkpoint_path: str | Path | None, state_path: str | Path | None = None,
+                on_validation: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint
+    (unless ``checkpoint_path`` is None); return the history.
+
+    ``on_validation(epoch, score)`` is called after each validation on the held-out
+    identities; an exception it raises (a tuning trial being pruned) ends the run there.
 
     With ``state_path``, the whole training state (model, head, optimiser, scheduler, grad
     scaler, RNG state, step, history, validations and early-stopping state) is written there
@@ -287,6 +291,8 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
                                      "metric": params.validation_metric, "score": score, "best": stopping.best})
         log.info("epoch %d: validation %s %.4f (best %.4f at step %d)", epoch + 1, params.validation_metric,
                  score, stopping.best, stopping.best_step)
+        if on_validation is not None:
+            on_validation(epoch, score)
 
     started = time.perf_counter() - progress.seconds
     learner.model.train()
@@ -319,8 +325,8 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
         log.info("early stop at step %d: no validation gain in %d epochs", progress.step, params.patience)
     # Model selection: the best validated weights, not the last. Every rank takes part in
     # gathering the sharded centres; rank 0 writes them.
-    weights = progress.best_weights or {"model": learner.model.state_dict(), "head": learner.criterion.full_state_dict()}
-    if rank == 0:
+    weights = progress.best_weights or learner.best_weights()
+    if rank == 0 and checkpoint_path is not None:
         learner.model.load_state_dict(weights["model"])
         save_checkpoint(checkpoint_path, learner.model, params.backbone, params.embedding_size,
                         identities=sorted(faces["identity"].unique()), head_state=weights["head"],

@@ -3,8 +3,9 @@
 DVC stays the source of truth for *what* reruns (its cache and ``dvc.lock``); Prefect adds
 scheduling, retries, a run history with logs and the leaderboard as an artifact in the UI.
 
-    python -m flows.pipeline run [--project DIR]
+    python -m flows.pipeline run [--project DIR] [--stage NAME ...] [--set KEY=VALUE ...]
     python -m flows.pipeline serve [--cron "0 3 * * *"] [--project DIR]
+    prefect deploy --all       (prefect.yaml: the same flow on a work pool, for workers)
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from facerec.offline import silence_network
 
@@ -25,25 +30,22 @@ silence_network()
 from filelock import FileLock, Timeout  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
 
 # Pipeline order of the dvc.yaml stages; ``detect`` and ``align`` are foreach groups, which
 # ``dvc repro`` accepts as targets (it then reproduces every item of the group).
 STAGES: tuple[str, ...] = ("detect", "align", "train", "evaluate", "benchmark", "evaluate_zoo", "benchmark_zoo",
-                           "leaderboard")
+                           "leaderboard", "monitor", "tune")
 
 # Inside .dvc/tmp, which `dvc init` already git-ignores.
 FLOW_LOCK = Path(".dvc") / "tmp" / "facerec-flow.lock"
 
 
-@task(retries=1, retry_delay_seconds=5, task_run_name="dvc-repro-{stage}")
-def run_stage(stage: str, project: Path) -> None:
-    """Reproduce one stage (with any stale upstream stage) and stream DVC's output to the run log.
+def run_dvc(arguments: list[str], project: Path) -> None:
+    """``dvc <arguments>`` in ``project``, its output streamed line by line to the run log.
 
-    Plain ``dvc repro <stage>`` rather than ``--single-item``: a subset run such as
-    ``stages=["train"]`` must not train on stale or missing aligned data, and stages that are
-    up to date cost only a status check. ``--wait-for-lock`` makes a ``dvc`` command started
-    by hand in the same project delay this task instead of failing it.
-    """
+    ``--wait-for-lock`` makes a ``dvc`` command started by hand in the same project delay
+    this one instead of failing it."""
     logger = get_run_logger()
     # DVC from this interpreter, and its bin first on PATH so the stages' `python` is this
     # venv's too, even when `serve` or a worker was started without activating the venv.
@@ -54,7 +56,7 @@ def run_stage(stage: str, project: Path) -> None:
         "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", stage]
+    command = [sys.executable, "-m", "dvc", "--wait-for-lock", *arguments]
     logger.info("$ %s (in %s)", " ".join(command[2:]), project)
     with subprocess.Popen(
         command,
@@ -70,7 +72,65 @@ def run_stage(stage: str, project: Path) -> None:
             if line.strip():
                 logger.info(line.rstrip())
     if process.returncode != 0:
-        raise RuntimeError(f"dvc repro {stage} failed with exit code {process.returncode}")
+        raise RuntimeError(f"dvc {' '.join(arguments)} failed with exit code {process.returncode}")
+
+
+@task(retries=1, retry_delay_seconds=5, task_run_name="dvc-repro-{stage}")
+def run_stage(stage: str, project: Path, set_params: list[str] | None = None, experiment: str | None = None) -> None:
+    """Reproduce one stage (with any stale upstream stage).
+
+    Plain ``dvc repro <stage>`` rather than ``--single-item``: a subset run such as
+    ``stages=["train"]`` must not train on stale or missing aligned data, and stages that are
+    up to date cost only a status check. With ``set_params`` (``key=value``), the stage runs
+    as ``dvc exp run -S ...`` instead: DVC itself writes the values into params.yaml (where
+    they stay for the following stages) and records the run as experiment ``experiment``.
+    """
+    if set_params:
+        options = [f"--set-param={assignment}" for assignment in set_params]
+        run_dvc(["exp", "run", *(["--name", experiment] if experiment else []), *options, stage], project)
+    else:
+        run_dvc(["repro", stage], project)
+
+
+@task(task_run_name="dvc-exp-save-{name}")
+def save_experiment(name: str, project: Path) -> None:
+    """Record the workspace, every stage now reproduced, as experiment ``name`` (replacing the
+    partial one ``dvc exp run`` saved after the first stage)."""
+    run_dvc(["exp", "save", "--force", "--name", name], project)
+
+
+def parameter_overrides(overrides: dict[str, Any] | None, data_sets: dict[str, str] | None) -> list[str]:
+    """``dvc exp run -S`` assignments: dotted params.yaml keys, plus data folders as ``data.sets.<name>``."""
+    assignments = {**(overrides or {}), **{f"data.sets.{name}": folder for name, folder in (data_sets or {}).items()}}
+    # YAML flow values, so that lists and booleans reach params.yaml with their types.
+    return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for key, value in assignments.items()]
+
+
+def dvc_project(project: str) -> Path:
+    """The absolute root of a DVC project; an error when ``project`` is not one."""
+    root = Path(project).resolve()
+    if not (root / ".dvc").is_dir():
+        raise ValueError(f"{root} is not a DVC project (no .dvc directory)")
+    return root
+
+
+@contextmanager
+def flow_lock(root: Path) -> Iterator[None]:
+    """Hold the project's flow lock, which every flow here takes (face-pipeline, face-monitor):
+    a run started meanwhile waits, then finds its stages up to date, instead of failing on
+    DVC's repo lock halfway or interleaving with this run."""
+    (root / FLOW_LOCK).parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / FLOW_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        get_run_logger().info("Another face-pipeline run holds %s; waiting for it to finish", lock.lock_file)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def select_stages(stages: list[str] | None) -> list[str]:
@@ -84,31 +144,30 @@ def select_stages(stages: list[str] | None) -> list[str]:
 
 
 @flow(name="face-pipeline")
-def face_pipeline(project: str = ".", stages: list[str] | None = None) -> list[dict[str, Any]] | None:
+def face_pipeline(project: str = ".", stages: list[str] | None = None, overrides: dict[str, Any] | None = None,
+                  data_sets: dict[str, str] | None = None) -> list[dict[str, Any]] | None:
     """Reproduce the DVC pipeline of ``project`` stage by stage; return the leaderboard rows.
 
-    Runs hold a lock file for their whole stage sequence, so a second run started meanwhile
-    (a manual run beside the nightly schedule) waits, then finds everything up to date,
-    instead of failing on DVC's repo lock halfway or interleaving with the first run.
+    ``overrides`` (dotted params.yaml keys, ``{"train.epochs": 2}``) and ``data_sets`` (set
+    name -> photo folder) are applied by DVC itself, ``dvc exp run -S``, with the first stage,
+    and the finished run is saved as experiment ``prefect-<flow run name>`` (``dvc exp show``).
+
+    Runs hold the flow lock (``flow_lock``) for their whole stage sequence, so a second run
+    started meanwhile (a manual run beside the nightly schedule) waits for the first.
     The leaderboard is published (and returned) only when this run reproduced it, so the
     artifact never shows a board that is stale against stages this run just changed.
     """
-    logger = get_run_logger()
     selected = select_stages(stages)
-    root = Path(project).resolve()
-    if not (root / ".dvc").is_dir():
-        raise ValueError(f"{root} is not a DVC project (no .dvc directory)")
-
-    (root / FLOW_LOCK).parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(root / FLOW_LOCK)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        logger.info("Another face-pipeline run holds %s; waiting for it to finish", lock.lock_file)
-        lock.acquire()
-    try:
-        for stage in selected:
-            run_stage(stage, root)
+    root = dvc_project(project)
+    set_params = parameter_overrides(overrides, data_sets)
+    experiment = f"prefect-{flow_run.name}" if set_params else None
+    with flow_lock(root):
+        for position, stage in enumerate(selected):
+            run_stage(stage, root, set_params if position == 0 else None, experiment)
+        if experiment:
+            save_experiment(experiment, root)
+        if "tune" in selected and (root / "metrics" / "tune.json").exists():
+            _publish_tuning(root)
         if "leaderboard" not in selected or not (root / "metrics" / "leaderboard.md").exists():
             return None
         create_markdown_artifact(
@@ -117,8 +176,19 @@ def face_pipeline(project: str = ".", stages: list[str] | None = None) -> list[d
             description=f"Face model leaderboard of {root}",
         )
         return json.loads((root / "metrics" / "leaderboard.json").read_text(encoding="utf-8"))
-    finally:
-        lock.release()
+
+
+def _publish_tuning(root: Path) -> None:
+    """The tuning result as a markdown artifact: the best values and the command that trains with them."""
+    result = json.loads((root / "metrics" / "tune.json").read_text(encoding="utf-8"))
+    lines = [f"## Optuna study `{result['study']}`",
+             f"{result['trials']} trials: {result['complete']} complete, {result['pruned']} pruned, "
+             f"{result['failed']} failed; objective {result['metric']} on people held out of training."]
+    if "best_params" in result:
+        lines += ["", f"Best {result['best_value']:.4f} (trial {result['best_trial']}):", "",
+                  *[f"- `{key}` = {value:g}" for key, value in result["best_params"].items()],
+                  "", f"Train with them: `{result['train_with_best']}`"]
+    create_markdown_artifact(key="tuning", markdown="\n".join(lines), description=f"Optuna study of {root}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,6 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline once")
+    run.add_argument("--stage", action="append", dest="stages", choices=STAGES,
+                     help="run only this stage and what it needs (repeatable; default: all)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a params.yaml value through dvc exp run -S, e.g. train.epochs=2 (repeatable)")
     serve = commands.add_parser("serve", help="serve deployment face-pipeline/nightly on a schedule")
     serve.add_argument("--cron", default="0 3 * * *", help='cron schedule (default "0 3 * * *")')
     for sub in (run, serve):
@@ -135,9 +209,17 @@ def main(argv: list[str] | None = None) -> None:
     # Absolute, so the deployment's default parameter means the same wherever a run executes.
     project = str(Path(args.project).resolve())
     if args.command == "run":
-        face_pipeline(project=project)
+        overrides = dict(_assignment(text) for text in args.set)
+        face_pipeline(project=project, stages=args.stages, overrides=overrides or None)
     else:
         face_pipeline.serve(name="nightly", cron=args.cron, parameters={"project": project})
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise SystemExit(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=2")
+    return key, yaml.safe_load(value)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 # Every stage item of the tiny pipeline, each expected to execute exactly once.
 EXPECTED_RUNS = Counter(
     ["detect@a", "detect@b", "align@a", "align@b", "train", "evaluate", "benchmark", "evaluate_zoo", "benchmark_zoo",
-     "leaderboard"]
+     "leaderboard", "monitor", "tune"]
 )
 LEADERBOARD_ROWS = [{"model": "tiny", "accuracy": 0.99}]
 LEADERBOARD_MD = "| model | accuracy |\n|---|---|\n| tiny | 0.99 |\n"
@@ -129,6 +129,21 @@ stages:
           cache: false
       - metrics/leaderboard.md:
           cache: false
+  monitor:
+    cmd: python step.py monitor out/monitor.txt out/model.txt out/align_b.txt
+    deps:
+      - out/model.txt
+      - out/align_b.txt
+    outs:
+      - out/monitor.txt
+  tune:
+    cmd: python step.py tune out/tune.txt out/align_a.txt
+    deps:
+      - out/align_a.txt
+    params:
+      - train.epochs
+    outs:
+      - out/tune.txt
 """
 
 PARAMS_YAML = """\
@@ -382,30 +397,55 @@ def test_stage_subset_runs_in_pipeline_order_and_unknown_names_are_rejected() ->
         select_stages(["detect", "trian"])
 
 
-@pytest.mark.timeout(1800)  # builds the session's small real project on first use (~5 min)
-def test_flow_reruns_only_the_changed_part_of_the_real_pipeline(
-    client: SyncPrefectClient, small_project: Path
+def test_overrides_are_applied_by_dvc_and_the_run_is_saved_as_an_experiment(
+    client: SyncPrefectClient, tiny_project: Path
 ) -> None:
-    params_file = small_project / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["leaderboard"]["sort_by"] = "latency_ms"
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    model = params["train"]["model_name"]
-    evaluation = small_project / "metrics" / "evaluate" / f"{model}.json"
-    benchmark = small_project / "metrics" / "benchmark" / f"{model}.json"
-    board_file = small_project / "metrics" / "leaderboard.json"
-    evaluated_at, benchmarked_at = evaluation.stat().st_mtime_ns, benchmark.stat().st_mtime_ns
-    ranked_at = board_file.stat().st_mtime_ns
+    subprocess.run(["git", "add", "-A"], cwd=tiny_project, check=True)
+    subprocess.run(["git", "commit", "-qm", "tiny project"], cwd=tiny_project, check=True)
+    face_pipeline(project=str(tiny_project))
+    before = _runs(tiny_project)
 
-    state = face_pipeline(project=str(small_project), return_state=True)
+    state = face_pipeline(project=str(tiny_project), overrides={"train.epochs": 3}, return_state=True)
 
+    assert state.is_completed(), state
+    assert yaml.safe_load((tiny_project / "params.yaml").read_text())["train"]["epochs"] == 3
+    # DVC reran the stages that read the value, and only those (the stand-in model file comes
+    # out identical, so nothing downstream of it is stale).
+    assert _runs(tiny_project) - before == Counter(["train", "tune"])
+    _assert_up_to_date(tiny_project)
     flow_run = client.read_flow_run(state.state_details.flow_run_id)
-    assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
-    assert board_file.stat().st_mtime_ns > ranked_at  # the real leaderboard stage ran again
-    # The stages before it did not depend on the change and were not rerun.
-    assert (evaluation.stat().st_mtime_ns, benchmark.stat().st_mtime_ns) == (evaluated_at, benchmarked_at)
-    latencies = [row["latency_ms"] for row in state.result()]
-    assert latencies == sorted(latencies) and model in [row["model"] for row in state.result()]
-    board = (small_project / "metrics" / "leaderboard.md").read_text()
-    assert _leaderboard_artifact_data(client, flow_run.id) == board and model in board
-    _assert_up_to_date(small_project)
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=tiny_project,
+                           capture_output=True, text=True, check=True)
+    experiments = {experiment["name"]: experiment for baseline in json.loads(shown.stdout)
+                   for experiment in baseline.get("experiments") or []}
+    saved = experiments[f"prefect-{flow_run.name}"]["revs"][0]["data"]
+    assert saved["params"]["params.yaml"]["data"]["train"]["epochs"] == 3
+
+
+def test_prefect_yaml_deploys_to_a_work_pool_whose_worker_runs_the_pipeline(
+    prefect_server: dict[str, str], client: SyncPrefectClient, tiny_project: Path, tmp_path: Path
+) -> None:
+    definition = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    pool = definition["deployments"][0]["work_pool"]["name"]
+    env = {**os.environ, "PWD": str(REPO_ROOT)}  # prefect.yaml's pull step names the folder deployed from
+    subprocess.run([PREFECT, "work-pool", "create", pool, "--type", "process"], env=env, check=True,
+                   capture_output=True)
+    deploy = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True)
+    assert deploy.returncode == 0, deploy.stdout[-4000:] + deploy.stderr[-4000:]
+    for entry in definition["deployments"]:
+        flow_name = entry["entrypoint"].split(":")[1].replace("_", "-")
+        deployment = client.read_deployment_by_name(f"{flow_name}/{entry['name']}")
+        assert deployment.work_pool_name == pool
+        assert [schedule.schedule.cron for schedule in deployment.schedules] == [
+            schedule["cron"] for schedule in entry["schedules"]]
+
+    triggered = run_deployment("face-pipeline/nightly", parameters={"project": str(tiny_project)}, timeout=0)
+    worker = subprocess.run([PREFECT, "worker", "start", "--pool", pool, "--run-once"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    flow_run = _wait_final(client, triggered.id, timeout=60)
+
+    assert flow_run.state is not None and flow_run.state.is_completed(), worker.stdout[-6000:] + worker.stderr[-6000:]
+    assert _leaderboard_artifact_data(client, flow_run.id) == LEADERBOARD_MD
+    assert _runs(tiny_project) == EXPECTED_RUNS
+    _assert_up_to_date(tiny_project)

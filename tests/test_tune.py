@@ -1,0 +1,89 @@
+"""Optuna's search of the margin head: the real tune stage of the small project, a study that
+resumes, and the search space as params.yaml states it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import PROJECT_ROOT, run
+
+from facerec import steps
+from facerec.config import ConfigError, load_params, parse_params
+from facerec.tuning import SearchSpace
+
+
+def test_the_tune_stage_searches_the_heads_ranges_and_says_how_to_train_with_the_best(small_project: Path) -> None:
+    params = load_params(small_project / "params.yaml")
+    result = json.loads((small_project / "metrics" / "tune.json").read_text())
+    ranges = params.tune.heads[params.train.head.type]
+
+    assert result["trials"] == result["complete"] + result["pruned"] == params.tune.n_trials
+    assert result["metric"] == f"validation_{params.train.validation_metric}"
+    assert set(result["best_params"]) == {f"train.head.{name}" for name in ranges}
+    for name, bounds in ranges.items():
+        assert bounds.low <= result["best_params"][f"train.head.{name}"] <= bounds.high
+    trials = pd.read_csv(small_project / "metrics" / "tune" / "trials.csv")
+    assert len(trials) == params.tune.n_trials and trials["value"].max() == pytest.approx(result["best_value"], abs=1e-6)
+    assert result["best_value"] > 0  # held-out people are told apart better than never
+
+    page = (small_project / "metrics" / "tune" / "report.html").read_text()
+    assert "Optimisation history" in page and "Contour of margin x scale" in page and "<script src" not in page
+    # The documented command sets exactly the best values, at keys params.yaml has.
+    assert result["train_with_best"] == "dvc exp run " + " ".join(
+        f"-S {key}={value:g}" for key, value in result["best_params"].items())
+    for key in result["best_params"]:
+        section = yaml.safe_load((small_project / "params.yaml").read_text())
+        for part in key.split("."):
+            section = section[part]
+    assert "tune.json" in run(["dvc", "metrics", "show"], small_project).stdout
+
+
+def test_a_study_resumes_where_it_stopped_and_runs_only_the_missing_trials(small_project: Path,
+                                                                          tmp_path: Path) -> None:
+    params = load_params(small_project / "params.yaml")
+    aligned = small_project / "data" / "aligned" / params.data.train_set
+    more = params.tune.model_copy(update={"n_trials": params.tune.n_trials + 1})
+
+    result = steps.tune(aligned, small_project / "models" / "tune", tmp_path / "trials.csv",
+                        tmp_path / "report.html", params.train, more)
+
+    staged = json.loads((small_project / "metrics" / "tune.json").read_text())
+    assert result["study"] == staged["study"]  # the stage's study, found again
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert len(trials) == more.n_trials and trials["state"].isin(["COMPLETE", "PRUNED"]).all()
+    before = pd.read_csv(small_project / "metrics" / "tune" / "trials.csv")
+    pd.testing.assert_frame_equal(trials.iloc[:len(before)], before, check_dtype=False)
+
+
+def test_the_search_space_follows_the_chosen_head_and_the_optional_ranges() -> None:
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    raw["train"]["head"]["type"] = "arcface"
+    raw["tune"]["lr"] = {"low": 0.01, "high": 0.3, "log": True}
+    params = parse_params(raw)
+    space = SearchSpace.of(params.train, params.tune)
+    assert set(space.ranges) == {"margin", "scale", "lr"}
+    values = {"margin": 0.61, "scale": 24.0, "lr": 0.05}
+    trained = space.trial_params(params.train, params.tune, values)
+    assert (trained.head.margin, trained.head.scale, trained.lr) == (0.61, 24.0, 0.05)
+    assert trained.epochs == params.tune.epochs and trained.seed == params.tune.seed
+    assert space.dvc_overrides(values) == ["train.head.margin=0.61", "train.head.scale=24", "train.lr=0.05"]
+
+    raw["tune"]["heads"] = {"cosface": {"margin": [0.1, 0.5]}}
+    with pytest.raises(ValueError, match="no ranges for train.head.type 'arcface'"):
+        SearchSpace.of(parse_params(raw).train, parse_params(raw).tune)
+
+
+@pytest.mark.parametrize("heads, message", [
+    ({"arcface": {"margn": [0.2, 0.8]}}, r"tune: .*heads.arcface: margn not head parameters"),
+    ({"arcface": {"margin": [0.8, 0.2]}}, r"tune.heads.arcface.margin.*low 0.8 must be below high 0.2"),
+])
+def test_a_bad_search_range_is_refused_naming_the_key(heads: dict, message: str) -> None:
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    raw["tune"]["heads"] = heads
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
