@@ -29,32 +29,6 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(f"the shared data is missing: expected {CELEBA} and {LFW}")
 
 
-# The modules whose tests use the session's small project. Under pytest-xdist they all run in
-# one worker, so that the project is built once and the tests that change it (a git branch,
-# other params) never race the tests that read it; every other test is scheduled on its own.
-# (xdist's own xdist_group mark is lost with pytest 9.2, which ignores the node id it edits.)
-SMALL_PROJECT_MODULES = {"test_batches.py", "test_evaluation.py", "test_peers.py", "test_pipeline.py",
-                         "test_training.py", "test_tune.py", "test_validation.py", "test_verification_bin.py"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "small_project" in getattr(item, "fixturenames", ()) and item.path.name not in SMALL_PROJECT_MODULES:
-            raise pytest.UsageError(f"{item.nodeid} uses small_project: add {item.path.name} to "
-                                    "SMALL_PROJECT_MODULES in tests/conftest.py")
-
-
-def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class SmallProjectScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
-            return "small_project" if module in SMALL_PROJECT_MODULES else nodeid
-
-    return SmallProjectScheduling(config, log)
-
-
 def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; on failure show it in the assertion."""
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -124,6 +98,7 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     params["train"].update(epochs=1, batch_size=32, warmup_epochs=0.2, validation_identities=3)
     params["benchmark"].update(warmup_runs=3, timed_runs=20, throughput_batch_sizes=[8])
     params["tune"].update(n_trials=2, epochs=1, identities=None)
+    params["monitor"].update(max_faces=150)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], project)
     run(["git", "config", "user.email", "test@facerec.local"], project)

@@ -335,6 +335,7 @@ def test_flow_runs_stages_and_publishes_leaderboard_artifact(
     assert _runs(tiny_project) == EXPECTED_RUNS
 
 
+@pytest.mark.slow  # the prefect.yaml work-pool test below deploys, triggers and waits the same way
 def test_deployment_run_triggered_through_server_completes(
     prefect_server: dict[str, str], client: SyncPrefectClient, tiny_project: Path, tmp_path: Path
 ) -> None:

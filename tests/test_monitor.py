@@ -34,7 +34,7 @@ from test_flow import client, prefect_server  # noqa: F401  (the real Prefect se
 
 pytestmark = pytest.mark.timeout(1800)
 
-IDENTITIES = 3  # the first CelebA identity folders: 69 real photos
+IDENTITIES = 2  # the first CelebA identity folders: 46 real photos
 PARAMS = MonitorParams()
 ALL_FEATURES = [*FEATURES, *(COMPONENT.format(index + 1) for index in range(PARAMS.components))]
 
@@ -94,7 +94,7 @@ def test_darkened_copies_of_real_photos_drift_in_brightness_and_not_in_head_pose
         assert features[name]["current_mean"] < 0.6 * features[name]["reference_mean"]
     # The same faces in the same photos: their size and pose did not change.
     assert not any(features[name]["drift_detected"] for name in ("face_size", "yaw", "roll"))
-    assert summary["reference"]["faces"] == summary["reference"]["sampled"] > 60
+    assert summary["reference"]["faces"] == summary["reference"]["sampled"] > 40
 
 
 def test_a_random_split_of_the_same_real_photos_does_not_drift(drift):

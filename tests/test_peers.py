@@ -80,6 +80,7 @@ def test_a_photo_without_detection_is_named(detected):
         next(photo_faces(images, manifest, ["Nobody/Nobody_0001.jpg"], DetectParams()))
 
 
+@pytest.mark.slow  # the pipeline tests cover the zoo stages on the default zoo
 def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp_path):
     """evaluate_zoo and benchmark_zoo on the small project's LFW subset: an upstream-layout
     checkpoint runs (the peers run in the pipeline's own zoo stages), a missing file is

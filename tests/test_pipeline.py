@@ -215,7 +215,8 @@ def test_the_monitor_stage_writes_a_self_contained_report_and_per_feature_drift(
     assert summary["drifted_features"] == sum(f["drift_detected"] for f in summary["feature_drift"].values())
     for side, name in (("reference", "train"), ("current", "lfw")):
         faces = len(read_aligned_manifest(small_project / "data" / "aligned" / name))
-        assert summary[side] == {"aligned": f"data/aligned/{name}", "faces": faces, "sampled": faces}
+        sampled = min(faces, _params(small_project)["monitor"]["max_faces"])
+        assert summary[side] == {"aligned": f"data/aligned/{name}", "faces": faces, "sampled": sampled}
 
     page = small_project / "metrics" / "monitoring" / "report.html"
     html = page.read_text(encoding="utf-8")

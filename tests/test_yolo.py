@@ -176,6 +176,7 @@ def _iou(a, b) -> float:
     return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_box_model_finds_each_held_out_face_and_takes_landmarks_from_the_landmarker(models, held_out, mtcnn):
     detector = YoloDetector(models.box, image_size=IMAGE_SIZE, landmarker=mtcnn)
     assert not detector.keypoints
@@ -193,6 +194,7 @@ def test_box_model_finds_each_held_out_face_and_takes_landmarks_from_the_landmar
         assert ((best.landmarks >= (x1, y1)) & (best.landmarks <= (x2, y2))).all()
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_pose_model_landmarks_are_its_5_keypoints_in_arcface_order(models, held_out):
     # No landmarker: the landmarks can only come from the model's keypoints.
     detector = YoloDetector(models.pose, image_size=IMAGE_SIZE)
@@ -210,6 +212,7 @@ def test_pose_model_landmarks_are_its_5_keypoints_in_arcface_order(models, held_
     assert max(errors) < 0.2 and np.median(errors) < 0.1
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_detect_batch_takes_rgb_and_agrees_with_ultralytics_on_the_bgr_photo(models, held_out):
     detector = YoloDetector(models.pose, image_size=IMAGE_SIZE)
     images = [sample.image for sample in held_out[:6]]
@@ -222,6 +225,7 @@ def test_detect_batch_takes_rgb_and_agrees_with_ultralytics_on_the_bgr_photo(mod
         np.testing.assert_allclose([face.landmarks for face in faces], result.keypoints.xy.numpy(), atol=1e-3)
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_photos_of_any_size_share_a_batch_and_faces_come_back_in_photo_pixels(models, held_out):
     sample = held_out[0]
     doubled = cv2.resize(sample.image, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
@@ -234,6 +238,7 @@ def test_photos_of_any_size_share_a_batch_and_faces_come_back_in_photo_pixels(mo
     assert detector.detect_batch([]) == []
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_landmarks_in_boxes_are_the_landmarkers(models, held_out, mtcnn):
     detector = YoloDetector(models.box, image_size=IMAGE_SIZE, landmarker=mtcnn)
     boxes = np.array([held_out[0].box, [0, 0, IMAGE_SIZE, IMAGE_SIZE]], np.float32)
@@ -348,6 +353,7 @@ def test_detector_works_with_the_network_refused_and_keeps_ultralytics_settings_
     assert sorted(path.name for path in project.iterdir()) == [".ultralytics"]
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_the_detect_and_align_steps_run_with_the_yolo_backend(models, held_out, tmp_path):
     photos = tmp_path / "photos"
     for index, pasted in enumerate(held_out[:8]):
