@@ -106,10 +106,13 @@ def study_name(train: TrainParams, tune: TuneParams, space: SearchSpace, faces: 
 def open_study(name: str, url: str, seed: int, startup_trials: int) -> optuna.Study:
     storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=0))
+    # Offset by the trials already run: a resumed study's sampler, seeded as the first run's was,
+    # would otherwise propose the first run's values again.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    return study
 
 
 def finished_trials(study: optuna.Study) -> int:

@@ -57,6 +57,9 @@ def test_a_study_resumes_where_it_stopped_and_runs_only_the_missing_trials(small
     assert len(trials) == more.n_trials and trials["state"].isin(["COMPLETE", "PRUNED"]).all()
     before = pd.read_csv(small_project / "metrics" / "tune" / "trials.csv")
     pd.testing.assert_frame_equal(trials.iloc[:len(before)], before, check_dtype=False)
+    # The resumed sampler proposes new values, not the first run's again.
+    new = trials.iloc[len(before):][["margin", "scale"]].itertuples(index=False)
+    assert not set(new) & set(before[["margin", "scale"]].itertuples(index=False))
 
 
 def test_the_search_space_follows_the_chosen_head_and_the_optional_ranges() -> None:
