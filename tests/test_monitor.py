@@ -94,7 +94,7 @@ def test_darkened_copies_of_real_photos_drift_in_brightness_and_not_in_head_pose
         assert features[name]["current_mean"] < 0.6 * features[name]["reference_mean"]
     # The same faces in the same photos: their size and pose did not change.
     assert not any(features[name]["drift_detected"] for name in ("face_size", "yaw", "roll"))
-    assert summary["reference"]["faces"] == summary["reference"]["sampled"] > 40
+    assert summary["reference"]["faces"] == summary["reference"]["sampled"] >= 30  # faces found in 46 photos
 
 
 def test_a_random_split_of_the_same_real_photos_does_not_drift(drift):
