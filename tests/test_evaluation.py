@@ -63,6 +63,7 @@ def test_view1_takes_its_threshold_from_dev_train_and_scores_dev_test():
     assert result["lfw_view1_pairs_scored"] == 4 and result["lfw_view1_pairs_missing"] == 1
 
 
+@pytest.mark.slow  # embeds the small project's LFW folder again (~40 s); metrics tests cover the tally
 def test_any_aligned_identity_folder_is_scored_on_every_pair_through_the_cli(small_project, tmp_path):
     """`facerec evaluate-folder` on the small project's aligned CelebA faces: every genuine
     and every impostor pair counted, figures from the real trained model."""

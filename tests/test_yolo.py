@@ -327,6 +327,7 @@ print(json.dumps({"attempts": attempts, "faces": faces, "missing": missing}))
 """
 
 
+@pytest.mark.slow  # trains small YOLO models first (~1 min)
 def test_detector_works_with_the_network_refused_and_keeps_ultralytics_settings_in_the_project(
         tmp_path, models, held_out):
     project, home = tmp_path / "project", tmp_path / "home"
