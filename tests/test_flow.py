@@ -309,6 +309,7 @@ def _wait_final(client: SyncPrefectClient, flow_run_id: UUID, timeout: float) ->
         time.sleep(1)
 
 
+@pytest.mark.slow  # the overrides and work-pool tests run the whole tiny pipeline through the flow too
 def test_flow_runs_stages_and_publishes_leaderboard_artifact(
     client: SyncPrefectClient, tiny_project: Path
 ) -> None:

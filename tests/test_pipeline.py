@@ -178,6 +178,7 @@ def test_a_branch_with_other_training_params_reruns_only_what_depends_on_them_an
     assert revisions == {base, "other-seed"}
 
 
+@pytest.mark.slow  # a Prefect server of its own (~20 s) and a leaderboard rerun; CI time
 def test_flow_reruns_only_the_changed_part_of_the_real_pipeline(
     client: SyncPrefectClient, small_project: Path
 ) -> None:
