@@ -90,6 +90,7 @@ def _tight_grey_crops(folder: Path, count: int = 10) -> None:
         Image.fromarray(image).crop(box).convert("L").resize((92, 112)).save(folder / photo.name)
 
 
+@pytest.mark.slow  # a second detector run over tight crops (~20 s)
 def test_tight_crops_are_accepted_whole_when_the_option_is_on(tmp_path):
     _tight_grey_crops(tmp_path / "crops" / "person")
     strict = detect_photos(tmp_path / "crops", _params(tmp_path))

@@ -118,6 +118,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(s
     assert history.equals(pd.read_csv(whole / "model.csv")) and len(history) > saved_step >= 2
 
 
+@pytest.mark.slow  # two torchrun processes on 2 cores (~30 s); tests/test_partial_fc.py covers the sharded loss
 def test_torchrun_trains_with_two_gloo_processes_and_sharded_partial_fc(small_project, tmp_path):
     """Two real processes under torchrun: each trains on half of every batch and holds half
     of the class centres (sampled at 0.5); rank 0 writes one checkpoint with every centre."""
