@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerec.alignment import align_face
 from facerec.config import AlignParams, DetectParams
 from facerec.data.images import load_rgb
-from facerec.detection.folder import detect_photos
-from facerec.alignment import align_manifest
+from facerec.faces.alignment import align_face, align_manifest
+from facerec.faces.detection import detect_photos
 
 LFW_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw" / "images"
 
@@ -41,9 +40,9 @@ def _largest_landmarks(faces: list) -> np.ndarray | None:
 
 
 def naive(paths: list[Path]) -> float:
-    from facerec.detection.mtcnn import MtcnnDetector
+    from facerec.faces.detectors.mtcnn import MtcnnDetector
 
-    detector = MtcnnDetector(40)
+    detector = MtcnnDetector(40, (0.6, 0.7, 0.7))
     started = time.perf_counter()
     for path in paths:
         image = load_rgb(path, 40_000_000, 32)

@@ -1,11 +1,11 @@
 """Verification metrics at scale, side by side with scikit-learn in one run.
 
 1. ``pairs``: ROC-AUC, EER, accuracy and TAR@FAR of N scored pairs (float64, 10 %
-   genuine) by ``facerec.metrics.verification_metrics`` and by scikit-learn's
+   genuine) by ``facerec.evaluation.metrics.verification_metrics`` and by scikit-learn's
    ``roc_curve`` + ``roc_auc_score`` (TAR@FAR read off its curve), alternating, median
    of ``--repeats`` runs each; the figures of both must agree.
 2. ``all_pairs``: every pair among F random faces (512-d, 10 per identity) scored and
-   reduced to the same metrics by ``facerec.evaluation.all_pairs_tally``, with the peak
+   reduced to the same metrics by ``facerec.evaluation.protocols.all_pairs_tally``, with the peak
    memory numpy allocated (tracemalloc) next to the size of one F×F float64 matrix.
 
     python benchmarks/metrics_speed.py --out benchmarks/results/metrics_speed.json
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from facerec.evaluation import all_pairs_tally
-from facerec.metrics import FAR_TARGETS, verification_metrics
+from facerec.evaluation.metrics import FAR_TARGETS, verification_metrics
+from facerec.evaluation.protocols import all_pairs_tally
 
 
 def sklearn_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:

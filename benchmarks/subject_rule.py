@@ -20,14 +20,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facerec.alignment import align_face
 from facerec.data.aligned import load_crops
 from facerec.data.images import load_rgb
 from facerec.data.sources import photo_location
-from facerec.detection import Face
-from facerec.detection.folder import choose_subject, landmarks_of
-from facerec.embedding import embed_crops
-from facerec.zoo import load_pretrained
+from facerec.evaluation.embedding import embed_crops
+from facerec.faces.alignment import align_face
+from facerec.faces.detection import choose_subject
+from facerec.faces.detectors import Face
+from facerec.faces.manifest import landmarks_of
+from facerec.models.checkpoints import load_pretrained
 
 RULES = ("largest", "central", "score")
 
@@ -52,7 +53,7 @@ def main() -> None:
         centroids[identity] = mean / np.linalg.norm(mean)
 
     multi = manifest[manifest["faces"] > 1]
-    scores = {rule: 0 for rule in RULES}
+    scores = dict.fromkeys(RULES, 0)
     decided = undecided = 0
     for path, faces in multi.groupby("path"):
         identity = faces["identity"].iloc[0]

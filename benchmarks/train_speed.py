@@ -31,12 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerec.backbones import INPUT_SHAPE, build_backbone
-from facerec.complexity import complexity
+from facerec.benchmarking.complexity import complexity
 from facerec.config import TrainParams
-from facerec.hardware import use_bf16
-from facerec.heads import ArcFaceHead
-from facerec.training import build_optimizer
+from facerec.models.backbones import INPUT_SHAPE, build_backbone
+from facerec.models.heads import ArcFaceHead
+from facerec.runtime.hardware import use_bf16
+from facerec.training.loop import build_optimizer
 
 CLASSES = 1000
 
@@ -57,7 +57,7 @@ def step_rate(arch: str, batch_size: int, variant: str, steps: int) -> float:
     """Samples/s of ``steps`` training steps after two warm-up steps."""
     torch.manual_seed(0)
     model = build_backbone(arch).train()
-    head = ArcFaceHead(512, CLASSES)
+    head = ArcFaceHead(512, CLASSES, scale=64.0, margin=0.5)
     bf16 = variant == "ours_bf16" or (variant in ("reference", "ours_compiled") and use_bf16("auto"))
     if variant == "reference":
         optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.1, momentum=0.9,

@@ -1,5 +1,5 @@
 """facerec: a reproducible face-recognition pipeline (detect, align, train, evaluate, benchmark)."""
 
-from facerec.offline import silence_network
+from facerec.runtime.offline import silence_network
 
 silence_network()

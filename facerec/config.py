@@ -7,19 +7,32 @@ wrong type raises :class:`ConfigError` naming the dotted key (``train.head.margi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from facerec.registry import BACKBONES, DETECTORS, HEADS, PEERS
 
 
 class ConfigError(ValueError):
     """params.yaml is invalid; the message names every offending key."""
 
 
+# Names of the pluggable parts, checked against their registries (facerec.registry).
+BackboneName = Annotated[str, AfterValidator(BACKBONES.check)]
+HeadName = Annotated[str, AfterValidator(HEADS.check)]
+DetectorName = Annotated[str, AfterValidator(DETECTORS.check)]
+
+
 class _Section(BaseModel):
     # Unknown keys are typos until proven otherwise: refuse them instead of ignoring them.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Keys that cannot change what the section's stage produces (only how fast): left out of
+    # the stage's params in dvc.yaml, so changing them reruns nothing. Each is backed by a
+    # test that runs the stage both ways and compares the outputs (tests/test_reproducible.py).
+    RESULT_NEUTRAL: ClassVar[tuple[str, ...]] = ()
 
 
 class DataParams(_Section):
@@ -41,7 +54,10 @@ class DataParams(_Section):
 
 
 class DetectParams(_Section):
-    backend: Literal["mtcnn", "yolo"] = Field(
+    # Each photo is detected alone, on one thread per process (facerec.faces.detectors.mtcnn).
+    RESULT_NEUTRAL = ("workers", "batch_size", "cache")
+
+    backend: DetectorName = Field(
         "mtcnn", description="mtcnn (offline, weights inside facenet-pytorch) or yolo (weights file)")
     weights: Path | None = Field(None, description="ultralytics YOLO face model (.pt), backend yolo only")
     yolo_image_size: int = Field(640, ge=32, description="YOLO inference size in px")
@@ -75,13 +91,13 @@ class AlignParams(_Section):
 
 class GateParams(_Section):
     min_images_per_identity: int = Field(
-        5, ge=1, description="the training set fails its data gate if an identity has fewer photos")
+        2, ge=1, description="the training set fails its data gate if an identity has fewer photos")
     min_pixel_std: float = Field(2.0, ge=0, description="an aligned crop with less contrast is blank")
 
 
 class HeadParams(_Section):
-    type: Literal["arcface", "cosface", "combined", "adaface"] = Field(
-        "arcface", description="margin head (facerec.heads); combined = insightface's (m1, m2, m3)")
+    type: HeadName = Field(
+        "arcface", description="margin head (facerec.models.heads); combined = insightface's (m1, m2, m3)")
     scale: float = Field(64.0, gt=0)
     margin: float = Field(0.5, ge=0.0, lt=3.14159, description="arcface: angular m; cosface: cosine m; adaface: m")
     m1: float = Field(1.0, ge=1.0, description="combined: multiplicative angular margin")
@@ -127,8 +143,12 @@ AUGMENTATION_PRESETS = {
 
 
 class TrainParams(_Section):
+    # Each crop's augmentation is seeded by its position; resumed runs continue exactly.
+    # (num_threads is not neutral: 1 and 2 threads give other bits after a few steps.)
+    RESULT_NEUTRAL = ("workers", "checkpoint_every")
+
     model_name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    backbone: Literal["mobilefacenet", "iresnet18", "iresnet34", "iresnet50"] = "mobilefacenet"
+    backbone: BackboneName = Field("mobilefacenet", description="any registered backbone (`facerec zoo list`)")
     embedding_size: int = Field(512, gt=0)
     stem_stride: Literal[1, 2] = Field(
         1, description="iresnet: 2 runs every stage at half the side, ~4x fewer FLOPs (insightface: 1)")
@@ -142,7 +162,8 @@ class TrainParams(_Section):
     warmup_epochs: float = Field(1.0, ge=0)
     schedule: Literal["poly", "cosine", "step"] = Field("poly", description="after warm-up, stepped per iteration")
     poly_power: float = Field(2.0, gt=0)
-    step_epochs: list[float] = Field([], description="schedule step: epochs at which the lr is multiplied by step_gamma")
+    step_epochs: list[float] = Field(
+        [], description="schedule step: epochs at which the lr is multiplied by step_gamma")
     step_gamma: float = Field(0.1, gt=0, le=1)
     grad_clip: float | None = Field(None, gt=0, description="max global gradient norm; null = no clipping")
     checkpoint_every: int = Field(200, ge=0, description="steps between resumable training states; 0 = none")
@@ -154,8 +175,9 @@ class TrainParams(_Section):
     min_delta: float = Field(0.0, ge=0.0, description="smallest validation gain that counts as an improvement")
     min_images_per_identity: int = Field(2, ge=1)
     augmentation: str = Field("flip", description="the name of one of `augmentations`")
-    augmentations: dict[str, AugmentParams] = Field(
-        default_factory=lambda: dict(AUGMENTATION_PRESETS), description="augmentation presets by name")
+    augmentations: Annotated[dict[str, AugmentParams],
+                             AfterValidator(lambda own: {**AUGMENTATION_PRESETS, **own})] = Field(
+        default_factory=dict, description="your own presets by name, beside (or replacing) the built-in ones")
     workers: int = Field(1, ge=0, description="DataLoader processes preparing batches; 0 = in the training process")
     sample_rate: float = Field(
         1.0, gt=0, le=1, description="Partial FC: share of the class centres scored each step (1 = all)")
@@ -190,6 +212,8 @@ class TrainParams(_Section):
 
 
 class EvaluateParams(_Section):
+    RESULT_NEUTRAL = ("num_threads",)  # inference gives the same bits on 1 or 2 threads
+
     flip: bool = True
     batch_size: int = Field(128, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
@@ -206,7 +230,7 @@ class BenchmarkParams(_Section):
 
 class ZooEntry(_Section):
     """A published model to rank beside ours: a registered architecture with its weights file,
-    or a peer whose weights ship in a package (``facerec.peers``, no path)."""
+    or a peer whose weights ship in a package (``facerec.models.peers``, no path)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="its name on the leaderboard")
     arch: str = Field(description="a registered architecture (`facerec zoo list`) or a peer")
@@ -214,17 +238,14 @@ class ZooEntry(_Section):
 
     @model_validator(mode="after")
     def _known_arch(self) -> "ZooEntry":
-        from facerec.backbones import list_backbones
-        from facerec.peers import PEERS
-
         if self.arch in PEERS:
             if self.path is not None:
                 raise ValueError(f"{self.arch} is a peer whose weights ship in its package: give no path")
-        elif self.arch in list_backbones():
+        elif self.arch in BACKBONES:
             if self.path is None:
                 raise ValueError(f"{self.arch} needs the path of its checkpoint file")
         else:
-            raise ValueError(f"unknown arch {self.arch!r}; known: {', '.join([*list_backbones(), *PEERS])}")
+            raise ValueError(f"unknown arch {self.arch!r}; known: {', '.join([*BACKBONES.names, *PEERS.names])}")
         return self
 
 
@@ -270,9 +291,10 @@ class TuneParams(_Section):
     epochs: int = Field(2, ge=1, description="each trial's training length; validated after every epoch")
     identities: int | None = Field(
         None, ge=4, description="train each trial on this many people (seeded sample) for speed; null = all")
-    heads: dict[str, dict[str, SearchRange]] = Field(
-        default_factory=_default_head_ranges,
-        description="per train.head.type: head parameter -> range; the chosen head's entry is searched")
+    heads: Annotated[dict[HeadName, dict[str, SearchRange]],
+                     AfterValidator(lambda own: {**_default_head_ranges(), **own})] = Field(
+        default_factory=dict, description="per train.head.type: head parameter -> range, replacing the default "
+                                          "ranges of that head; the chosen head's entry is searched")
     lr: SearchRange | None = Field(None, description="search the learning rate too")
     weight_decay: SearchRange | None = Field(None, description="search the weight decay too")
     pruner_startup_trials: int = Field(2, ge=0, description="median pruner: trials finished before pruning starts")
@@ -300,6 +322,9 @@ DriftMethod = Literal["ks", "wasserstein", "psi", "kl_div", "jensenshannon", "he
 
 class MonitorParams(_Section):
     """Drift of a set of photos against the training set (the reference), on per-face features."""
+
+    # on_drift is read by the face-monitor flow, not by the stage.
+    RESULT_NEUTRAL = ("num_threads", "on_drift")
 
     current_set: str = Field("lfw", description="which of data.sets to compare with the training set")
     max_faces: int = Field(2000, ge=10, description="seeded random sample of faces per set, to keep it fast")

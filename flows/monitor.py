@@ -15,13 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
-from flows.pipeline import dvc_project, flow_lock, run_stage  # first: applies the offline defaults
-
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 from facerec.config import load_params  # noqa: E402
-from facerec.monitoring import drift_markdown  # noqa: E402
+from facerec.quality.drift import drift_markdown  # noqa: E402
+from flows.pipeline import dvc_project, flow_lock, run_stage  # first: applies the offline defaults
 
 DRIFT_JSON = Path("metrics") / "monitoring" / "drift.json"
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from facerec.offline import silence_network
+from facerec import pipeline
+from facerec.runtime.offline import silence_network
 
 # Before Prefect and DVC are imported: they read telemetry settings at import time.
 silence_network()
@@ -32,10 +33,9 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-# Pipeline order of the dvc.yaml stages; ``detect`` and ``align`` are foreach groups, which
-# ``dvc repro`` accepts as targets (it then reproduces every item of the group).
-STAGES: tuple[str, ...] = ("detect", "align", "train", "evaluate", "benchmark", "evaluate_zoo", "benchmark_zoo",
-                           "leaderboard", "monitor", "tune")
+# The flow's tasks, in pipeline order: every dvc.yaml stage but the gates and the detection
+# report, which `dvc repro` runs as dependencies of the stages after them.
+STAGES: tuple[str, ...] = tuple(stage for stage in pipeline.STAGES if stage not in ("gate", "detect_report"))
 
 # Inside .dvc/tmp, which `dvc init` already git-ignores.
 FLOW_LOCK = Path(".dvc") / "tmp" / "facerec-flow.lock"

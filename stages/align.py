@@ -1,19 +1,11 @@
-"""DVC stage align@<set>: 112×112 ArcFace crops of every detected subject face."""
+"""DVC stage align@<set>: one set's subjects warped onto the ArcFace 112x112 template.
 
-from pathlib import Path
+It runs `facerec.pipeline.align.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import align
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("set", {}), ("--detections", {"type": Path, "required": True}),
-                                   ("--out", {"type": Path, "required": True}),
-                                   ("--metrics", {"type": Path, "required": True})])
-    summary = steps.align(params.data.sets[args.set], args.detections, args.out, params.align, params.detect)
-    steps.write_metrics(args.metrics, summary)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(align.command)

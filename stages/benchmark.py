@@ -1,17 +1,11 @@
-"""DVC stage benchmark: latency, throughput, size, GFLOPs and Mparams of one model."""
+"""DVC stage benchmark: speed, size and cost of our model.
 
-from pathlib import Path
+It runs `facerec.pipeline.benchmark.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import benchmark
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
-                                   ("--metrics", {"type": Path, "required": True})])
-    steps.write_metrics(args.metrics, steps.benchmark(args.checkpoint, None, params.benchmark))
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(benchmark.command)

@@ -1,17 +1,11 @@
-"""DVC stage benchmark_zoo: latency, throughput, size, GFLOPs and Mparams of every zoo entry that can run here."""
+"""DVC stage benchmark_zoo: speed, size and cost of every zoo entry that can run here.
 
-from pathlib import Path
+It runs `facerec.pipeline.benchmark_zoo.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import benchmark_zoo
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("--out", {"type": Path, "required": True}),
-                                   ("--report", {"type": Path, "required": True})])
-    steps.benchmark_zoo(params.zoo, args.out, args.report, params.benchmark)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(benchmark_zoo.command)

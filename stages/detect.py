@@ -1,18 +1,11 @@
-"""DVC stage detect@<set>: faces and 5 landmarks for every photo of one data set."""
+"""DVC stage detect@<set>: faces and 5 landmarks for every photo of one data set.
 
-from pathlib import Path
+It runs `facerec.pipeline.detect.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import detect
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("set", {}), ("--out", {"type": Path, "required": True}),
-                                   ("--metrics", {"type": Path, "required": True})])
-    summary = steps.detect(params.data.sets[args.set], args.out, params.detect)
-    steps.write_metrics(args.metrics, summary)
-
-
-if __name__ == "__main__":  # the worker processes re-import this file
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(detect.command)

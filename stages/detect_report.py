@@ -1,18 +1,11 @@
-"""DVC stage detect_report: metrics/detect.json, every set's detection rate, speed and alignment error."""
+"""DVC stage detect_report: every set's detection and alignment figures in one file.
 
-from pathlib import Path
+It runs `facerec.pipeline.detect_report.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import detect_report
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("--detections", {"type": Path, "required": True}),
-                                   ("--alignments", {"type": Path, "required": True}),
-                                   ("--out", {"type": Path, "required": True})])
-    steps.write_metrics(args.out, steps.detection_report(args.detections, args.alignments, params.detect))
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(detect_report.command)

@@ -1,21 +1,11 @@
-"""DVC stage evaluate: LFW View 2 (and View 1) accuracy, ROC, EER, TAR@FAR and Rank-k of one model."""
+"""DVC stage evaluate: LFW metrics of our model.
 
-from pathlib import Path
+It runs `facerec.pipeline.evaluate.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import evaluate
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("--checkpoint", {"type": Path, "required": True}),
-                                   ("--aligned", {"type": Path, "required": True}),
-                                   ("--roc", {"type": Path, "required": True}),
-                                   ("--metrics", {"type": Path, "required": True})])
-    metrics = steps.evaluate(args.checkpoint, None, args.aligned, params.data.lfw_pairs, args.roc,
-                             params.evaluate, params.data.lfw_view1_pairs)
-    steps.write_metrics(args.metrics, metrics)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(evaluate.command)

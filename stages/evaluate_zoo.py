@@ -1,22 +1,11 @@
-"""DVC stage evaluate_zoo: LFW metrics of every zoo entry (params.yaml ``zoo``) that can run here."""
+"""DVC stage evaluate_zoo: LFW metrics of every zoo entry that can run here.
 
-from pathlib import Path
+It runs `facerec.pipeline.evaluate_zoo.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import evaluate_zoo
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("--detections", {"type": Path, "required": True}),
-                                   ("--aligned", {"type": Path, "required": True}),
-                                   ("--out", {"type": Path, "required": True}),
-                                   ("--roc", {"type": Path, "required": True}),
-                                   ("--report", {"type": Path, "required": True})])
-    steps.evaluate_zoo(params.zoo, params.data.sets[params.data.eval_set], args.detections, args.aligned,
-                       params.data.lfw_pairs, args.out, args.roc, args.report, params.evaluate, params.detect,
-                       params.data.lfw_view1_pairs)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(evaluate_zoo.command)

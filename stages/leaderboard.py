@@ -1,20 +1,11 @@
-"""DVC stage leaderboard: metrics/leaderboard.{json,md,png,html} and roc_all_models.csv from the per-model files."""
+"""DVC stage leaderboard: every model's figures in one table, page and plot.
 
-from pathlib import Path
+It runs `facerec.pipeline.leaderboard.command`, which the `facerec` CLI registers too."""
 
-from _common import start
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from facerec import steps
+from facerec.pipeline import leaderboard
+from facerec.pipeline.common import run_stage
 
-
-def main() -> None:
-    args, params = start(__doc__, [("--evaluations", {"type": Path, "nargs": "+", "required": True}),
-                                   ("--benchmarks", {"type": Path, "nargs": "+", "required": True}),
-                                   ("--rocs", {"type": Path, "nargs": "+", "required": True}),
-                                   ("--zoo-reports", {"type": Path, "nargs": "*", "default": []}),
-                                   ("--out", {"type": Path, "required": True})])
-    steps.leaderboard(args.evaluations, args.benchmarks, args.rocs, args.zoo_reports, args.out, params.leaderboard.sort_by)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(leaderboard.command)

@@ -1,24 +1,11 @@
-"""DVC stage train: a backbone with a margin head on the aligned training set.
+"""DVC stage train: a backbone with a margin head on the aligned training set (torchrun: several processes).
 
-Several processes: torchrun --nproc_per_node N stages/train.py ... (see docs/training.md)."""
+It runs `facerec.pipeline.train.command`, which the `facerec` CLI registers too."""
 
-from pathlib import Path
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from _common import start
+from facerec.pipeline import train
+from facerec.pipeline.common import run_stage
 
-from facerec import steps
-from facerec.distributed import world
-
-
-def main() -> None:
-    args, params = start(__doc__, [("--aligned", {"type": Path, "required": True}),
-                                   ("--checkpoint", {"type": Path, "required": True}),
-                                   ("--history", {"type": Path, "required": True}),
-                                   ("--metrics", {"type": Path, "required": True})])
-    summary = steps.train(args.aligned, args.checkpoint, args.history, params.train)
-    if world()[0] == 0:
-        steps.write_metrics(args.metrics, summary)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(train.command)

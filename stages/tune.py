@@ -1,24 +1,11 @@
-"""DVC stage tune: Optuna's search of the margin head (and optionally lr, weight decay).
+"""DVC stage tune: Optuna's search of the margin head on short trainings.
 
-Several workers on one study: give them the same tune.storage (an RDB URL) and start
-``python stages/tune.py ...`` on each machine (see README, "Tuning")."""
+It runs `facerec.pipeline.tune.command`, which the `facerec` CLI registers too."""
 
-from pathlib import Path
+import _path  # noqa: F401  (this project's facerec first on sys.path)
 
-from _common import start
+from facerec.pipeline import tune
+from facerec.pipeline.common import run_stage
 
-from facerec import steps
-
-
-def main() -> None:
-    args, params = start(__doc__, [("--aligned", {"type": Path, "required": True}),
-                                   ("--storage-dir", {"type": Path, "required": True}),
-                                   ("--trials", {"type": Path, "required": True}),
-                                   ("--report", {"type": Path, "required": True}),
-                                   ("--metrics", {"type": Path, "required": True})])
-    result = steps.tune(args.aligned, args.storage_dir, args.trials, args.report, params.train, params.tune)
-    steps.write_metrics(args.metrics, result)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # spawned worker processes re-import the main module
+    run_stage(tune.command)

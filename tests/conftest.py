@@ -120,6 +120,15 @@ def small_project(tmp_path_factory) -> Path:
     return project
 
 
+@pytest.fixture
+def project_copy(small_project: Path, tmp_path: Path) -> Path:
+    """A private copy of the small project (its outputs, DVC cache and git history), for a
+    test that changes params, branches or state: the shared project stays as built."""
+    copy = tmp_path / "project"
+    shutil.copytree(small_project, copy, symlinks=True)
+    return copy
+
+
 @pytest.fixture(autouse=True)
 def _offline_environment(monkeypatch) -> None:
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerec.alignment import ARCFACE_TEMPLATE, align_face, estimate_alignment, warp_landmarks
-from facerec.data.images import load_rgb
-from facerec.detection.mtcnn import MtcnnDetector
 from conftest import CELEBA
+from facerec.data.images import load_rgb
+from facerec.faces.alignment import ARCFACE_TEMPLATE, align_face, estimate_alignment, warp_landmarks
+from facerec.faces.detectors.mtcnn import MtcnnDetector
 
 
 def _similarity(scale: float, angle: float, shift: tuple[float, float]) -> np.ndarray:
@@ -27,7 +27,7 @@ def test_landmarks_of_a_moved_template_land_exactly_on_the_template(scale, angle
 
 
 def test_a_real_face_aligned_is_found_again_at_the_template_points():
-    detector = MtcnnDetector(min_face_size=20)
+    detector = MtcnnDetector(20, (0.6, 0.7, 0.7))
     photo = load_rgb(sorted(CELEBA.glob("*/*.jpg"))[0], 40_000_000, 32)
     face = max(detector.detect(photo), key=lambda f: f.area)
     crop, error = align_face(photo, face.landmarks)

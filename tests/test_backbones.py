@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facerec.backbones import build_backbone, meta_backbone
+from facerec.models.backbones import build_backbone, meta_backbone
 
 
 def test_vit_embedding_of_a_face_does_not_depend_on_the_rest_of_the_batch():

@@ -7,7 +7,7 @@ import torch
 
 from facerec.config import AUGMENTATION_PRESETS, AugmentParams, ConfigError, TrainParams, parse_params
 from facerec.data.aligned import load_crops, read_aligned_manifest
-from facerec.data.batches import epoch_order, training_batches
+from facerec.training.batches import epoch_order, training_batches
 
 
 @pytest.fixture(scope="module")

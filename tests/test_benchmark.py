@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facerec.backbones import build_backbone
-from facerec.benchmark import cuda_timings
+from facerec.benchmarking.timing import cuda_timings
+from facerec.models.backbones import build_backbone
 
 
 @pytest.mark.gpu

@@ -1,12 +1,15 @@
-"""The `facerec` command's detect contract on a folder it has never seen."""
+"""The `facerec` command: every subcommand on the small real project, and detect on a folder it has never seen."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
+import yaml
 from PIL import Image
 
 from conftest import CELEBA, LFW
@@ -42,3 +45,82 @@ def test_detect_accounts_for_every_file_under_the_folder(tmp_path):
     row = manifest.set_index("path").loc["Ünïcode name/PHOTO 1.JPG"]
     assert row["identity"] == "Ünïcode name" and 0.9 <= row["score"] <= 1.0
     assert row["x1"] < row["lm0_x"] < row["lm1_x"] < row["x2"]  # eyes inside the box, left to right
+
+
+def _facerec(project: Path, *arguments: str) -> str:
+    """``facerec ARGUMENTS`` run in ``project`` (its params.yaml, its facerec); stdout."""
+    result = subprocess.run([sys.executable, "-m", "facerec", *arguments], cwd=project, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, f"facerec {' '.join(arguments)}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    return first.read_bytes() == second.read_bytes()
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote(project_copy, tmp_path):
+    """Each `facerec` command on the small project that `dvc repro` built: the commands that
+    mirror a stage, given the stage's inputs and params, write the stage's outputs again,
+    byte for byte or figure for figure (one definition of each stage, one code path)."""
+    project, out = project_copy, tmp_path / "cli"
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    model = params["train"]["model_name"]
+    train_set = params["data"]["sets"]["train"]
+    staged = project / "models" / model / "model.pt"
+    cheap = {**params, "tune": {**params["tune"], "n_trials": 1},
+             "benchmark": {**params["benchmark"], "warmup_runs": 1, "timed_runs": 3},
+             "zoo": [{"name": "ours_as_a_checkpoint", "arch": params["train"]["backbone"], "path": str(staged)}]}
+    (project / "cheap.yaml").write_text(yaml.safe_dump(cheap, sort_keys=False))
+
+    _facerec(project, "detect", "--images", train_set, "--out", f"{out}/det", "--metrics", f"{out}/det.json")
+    assert _same_bytes(out / "det" / "manifest.parquet", project / "data" / "detections" / "train" / "manifest.parquet")
+    assert _json(out / "det.json") == _json(project / "metrics" / "detect" / "train.json")
+    _facerec(project, "align", "--images", train_set, "--detections", f"{out}/det", "--out", f"{out}/al")
+    assert _same_bytes(out / "al" / "manifest.parquet", project / "data" / "aligned" / "train" / "manifest.parquet")
+    _facerec(project, "gate", "--name", "train", "--images", train_set, "--detections", f"{out}/det",
+             "--aligned", f"{out}/al", "--out", f"{out}/gate")
+    assert _json(out / "gate" / "train.json") == _json(project / "metrics" / "gate" / "train.json")
+    _facerec(project, "detect-report", "--detections", "metrics/detect", "--alignments", "metrics/align",
+             "--out", f"{out}/detect.json")
+    assert _json(out / "detect.json") == _json(project / "metrics" / "detect.json")
+
+    summary = json.loads(_facerec(project, "train", "--aligned", "data/aligned/train", "--checkpoint",
+                                  f"{out}/model.pt", "--history", f"{out}/history.csv"))
+    assert summary == _json(project / "metrics" / "train" / "summary.json")
+    assert _same_bytes(out / "model.pt", staged)  # the same weights, bit for bit
+    _facerec(project, "evaluate", "--checkpoint", f"{out}/model.pt", "--aligned", "data/aligned/lfw",
+             "--roc", f"{out}/roc.csv", "--metrics", f"{out}/evaluate.json")
+    assert _json(out / "evaluate.json") == _json(project / "metrics" / "evaluate" / f"{model}.json")
+    folder = json.loads(_facerec(project, "evaluate-folder", "--checkpoint", f"{out}/model.pt",
+                                 "--aligned", "data/aligned/train", "--roc", f"{out}/folder_roc.csv"))
+    assert folder["faces"] == len(pd.read_parquet(project / "data" / "aligned" / "train" / "manifest.parquet"))
+    benchmark = json.loads(_facerec(project, "benchmark", "--checkpoint", f"{out}/model.pt", "--params", "cheap.yaml"))
+    assert benchmark["mparams"] == _json(project / "metrics" / "benchmark" / f"{model}.json")["mparams"]
+    board = _facerec(project, "leaderboard", "--out", f"{out}/board")
+    assert model in board and _json(out / "board" / "leaderboard.json") == _json(project / "metrics" / "leaderboard.json")
+    _facerec(project, "monitor", "--reference-detections", "data/detections/train", "--reference-aligned",
+             "data/aligned/train", "--current-detections", "data/detections/lfw", "--current-aligned", "data/aligned/lfw",
+             "--checkpoint", f"{out}/model.pt", "--html", f"{out}/drift.html", "--json", f"{out}/drift.json")
+    assert _json(out / "drift.json") == _json(project / "metrics" / "monitoring" / "drift.json")
+    tuned = json.loads(_facerec(project, "tune", "--aligned", "data/aligned/train", "--storage-dir", f"{out}/tune",
+                                "--trials", f"{out}/trials.csv", "--report", f"{out}/tune.html", "--metrics",
+                                f"{out}/tune.json", "--params", "cheap.yaml"))
+    assert tuned["trials"] == 1 and set(tuned["best_params"]) == set(_json(project / "metrics" / "tune.json")["best_params"])
+
+    listed = json.loads(_facerec(project, "zoo", "list", params["train"]["backbone"], "--json"))
+    assert listed[0]["mparams"] == benchmark["mparams"]
+    assert json.loads(_facerec(project, "zoo", "inspect", f"{out}/model.pt"))["arch"] == params["train"]["backbone"]
+    _facerec(project, "zoo", "evaluate", "--detections", "data/detections/lfw", "--aligned", "data/aligned/lfw",
+             "--out", f"{out}/zoo", "--roc", f"{out}/zoo_roc", "--report", f"{out}/zoo.json", "--params", "cheap.yaml")
+    assert _json(out / "zoo" / "ours_as_a_checkpoint.json") == _json(out / "evaluate.json")
+    _facerec(project, "zoo", "benchmark", "--out", f"{out}/zoo_bench", "--report", f"{out}/zoo_bench.json",
+             "--params", "cheap.yaml")
+    assert _json(out / "zoo_bench.json") == {"ran": ["ours_as_a_checkpoint"], "skipped": {}}
+    exported = json.loads(_facerec(project, "export", "--out", f"{out}/model.onnx", "--checkpoint", f"{out}/model.pt"))
+    assert exported["max_abs_diff_normalised"] < 1e-3 and (out / "model.onnx").stat().st_size > 1e6
+    _facerec(project, "stage-deps", "--check")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import CELEBA, PROJECT_ROOT
 from facerec.config import AUGMENTATION_PRESETS, ConfigError, load_params, parse_params
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _default_params() -> dict:
@@ -55,7 +53,7 @@ def test_a_stage_stops_before_any_work_on_a_bad_key(tmp_path):
     raw["detect"]["min_face_sise"] = 30
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "stages" / "detect.py"), "train",
+        [sys.executable, str(PROJECT_ROOT / "stages" / "detect.py"), "--images", str(CELEBA),
          "--out", "out", "--metrics", "m.json"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0

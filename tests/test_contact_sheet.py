@@ -9,11 +9,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facerec.alignment import ARCFACE_TEMPLATE
-from facerec.contact_sheet import (COLUMNS, SCALE, TILE, aligned_sheet, grid_layout, reason_category,
-                                   rejects_sheet, sample_aligned, sample_rejects)
 from conftest import LFW
-
+from facerec.faces.alignment import ARCFACE_TEMPLATE
+from facerec.quality.contact_sheet import (
+    COLUMNS,
+    SCALE,
+    TILE,
+    aligned_sheet,
+    grid_layout,
+    reason_category,
+    rejects_sheet,
+    sample_aligned,
+    sample_rejects,
+)
 
 
 @pytest.fixture(scope="module")

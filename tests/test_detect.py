@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from awkward_corpus import ACCEPTED, make_awkward_corpus, make_photo_list
 from PIL import Image
 
-from awkward_corpus import ACCEPTED, make_awkward_corpus, make_photo_list
 from conftest import LFW
 from facerec.config import DetectParams
-from facerec.detection.folder import detect_photos, subjects
-from facerec.detection.mtcnn import MtcnnDetector
+from facerec.faces.detection import detect_photos
+from facerec.faces.detectors.mtcnn import MtcnnDetector
+from facerec.faces.manifest import subjects
 
 LFW_PHOTOS = sorted((LFW / "images").glob("A*/*.jpg"))
 
@@ -25,7 +26,7 @@ def _params(tmp_path: Path, **changes) -> DetectParams:
 
 def _outcomes(result) -> dict[str, str]:
     """Each input path's fate: "accepted" or its reject category."""
-    fates = {path: ACCEPTED for path in subjects(result.manifest)["path"]}
+    fates = dict.fromkeys(subjects(result.manifest)["path"], ACCEPTED)
     for path, reason in zip(result.rejects["path"], result.rejects["reason"]):
         assert path not in fates, f"{path} is both accepted and rejected"
         fates[path] = reason.split(":")[0]
@@ -80,7 +81,7 @@ def test_every_face_is_recorded_and_the_rule_picks_the_subject(tmp_path, rule, s
 
 def _tight_grey_crops(folder: Path, count: int = 10) -> None:
     """92×112 grey portraits cut close around real faces, like the AT&T face database."""
-    detector = MtcnnDetector(40)
+    detector = MtcnnDetector(40, (0.6, 0.7, 0.7))
     folder.mkdir(parents=True)
     for photo in LFW_PHOTOS[:4 * count:4]:
         image = np.asarray(Image.open(photo).convert("RGB"))
@@ -128,7 +129,7 @@ def test_our_cascade_finds_what_facenet_pytorch_mtcnn_finds():
 
     images = [np.asarray(Image.open(path).convert("RGB")) for path in LFW_PHOTOS[:48]]
     reference = MTCNN(min_face_size=40, keep_all=True, device="cpu")
-    ours = MtcnnDetector(40).detect_batch(images)
+    ours = MtcnnDetector(40, (0.6, 0.7, 0.7)).detect_batch(images)
 
     def inside(landmarks: np.ndarray, image: np.ndarray) -> bool:
         return bool((landmarks >= 8).all() and (landmarks[:, 0] < image.shape[1] - 8).all()

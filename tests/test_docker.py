@@ -25,7 +25,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from facerec.offline import OFFLINE_ENVIRONMENT
+from facerec.runtime.offline import OFFLINE_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerec.evaluation import all_pairs_tally, gallery_probe_split, protocol_scores, view1_accuracy
+from facerec.evaluation.protocols import all_pairs_tally, gallery_probe_split, protocol_scores, view1_accuracy
 
 
 def test_all_pairs_roc_counts_every_pair_once_and_matches_sklearn():
@@ -91,12 +91,12 @@ def test_any_aligned_identity_folder_is_scored_on_every_pair_through_the_cli(sma
     from sklearn.metrics import roc_auc_score
 
     from facerec.data.aligned import load_crops
-    from facerec.embedding import embed_crops
-    from facerec.zoo import load_pretrained
+    from facerec.evaluation.embedding import embed_crops
+    from facerec.models.checkpoints import load_pretrained
 
     faces_table = read_aligned_manifest(aligned).sort_values("source")
     embeddings = embed_crops(load_pretrained(None, small_project / "models" / model / "model.pt"),
-                             load_crops(aligned, faces_table["path"].tolist()))
+                             load_crops(aligned, faces_table["path"].tolist()), batch_size=64, flip=True)
     rows, columns = np.triu_indices(faces, k=1)
     identities = faces_table["identity"].to_numpy()
     scores = np.einsum("ij,ij->i", embeddings[rows], embeddings[columns])

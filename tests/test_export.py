@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from facerec.backbones import INPUT_SHAPE, build_backbone, list_backbones
 from facerec.cli import app
-from facerec.export import export_onnx
+from facerec.models.backbones import INPUT_SHAPE, build_backbone, list_backbones
+from facerec.models.export import export_onnx
 
 
 def _onnx_embeddings(path, faces: torch.Tensor) -> torch.Tensor:

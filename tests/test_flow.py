@@ -23,8 +23,6 @@ from uuid import UUID
 
 import pytest
 import yaml
-
-from flows.pipeline import STAGES, face_pipeline, select_stages  # first: applies the offline defaults
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -37,6 +35,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+from flows.pipeline import STAGES, face_pipeline, select_stages  # first: applies the offline defaults
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facerec.gate import GateFailed, GateResult, validate_aligned, validate_detections
-
+from facerec.quality.expectations import GateFailed, GateResult, validate_aligned, validate_detections
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from pydantic import ValidationError
 
-from facerec.heads import AdaFaceHead, ArcFaceHead, CombinedMarginHead, CosFaceHead, build_head
+from facerec.config import HeadParams
+from facerec.models.heads import AdaFaceHead, ArcFaceHead, CombinedMarginHead, CosFaceHead, build_head
 
 
 def test_arcface_adds_the_angular_margin_to_the_true_class_only():
@@ -93,7 +95,7 @@ def test_adaface_margin_follows_the_feature_norm_and_its_statistics_are_saved():
     expected = torch.cos(0.8 - 0.4 * quality) - (0.4 + 0.4 * quality)
     torch.testing.assert_close(logits[:, 0], expected, atol=1e-5, rtol=0)
     assert logits[1, 0] < logits[0, 0]  # the clear face gets the harder margin
-    restored = AdaFaceHead(2, 2, scale=1.0)
+    restored = AdaFaceHead(2, 2, scale=1.0, margin=0.4, h=0.333, t_alpha=1.0)
     restored.load_state_dict(head.state_dict())
     assert restored.norm_std.item() == pytest.approx(head.norm_std.item())
     head.eval()
@@ -101,8 +103,9 @@ def test_adaface_margin_follows_the_feature_norm_and_its_statistics_are_saved():
     assert head.norm_mean.item() == pytest.approx(20.0)  # evaluation does not move the statistics
 
 
-def test_build_head_by_name():
-    assert isinstance(build_head("cosface", 8, 3, 64.0, 0.35), CosFaceHead)
-    assert isinstance(build_head("adaface", 8, 3, 64.0, 0.4), AdaFaceHead)
-    with pytest.raises(ValueError, match="unknown head 'sphereface'"):
-        build_head("sphereface", 8, 3, 64.0, 0.5)
+def test_build_head_by_name_takes_the_head_params():
+    cosface = build_head(8, 3, HeadParams(type="cosface", scale=30.0, margin=0.35))
+    assert isinstance(cosface, CosFaceHead) and (cosface.scale, cosface.m3) == (30.0, 0.35)
+    assert isinstance(build_head(8, 3, HeadParams(type="adaface", margin=0.4)), AdaFaceHead)
+    with pytest.raises(ValidationError, match="unknown head 'sphereface'"):
+        HeadParams(type="sphereface")

@@ -11,10 +11,16 @@ import textwrap
 
 import numpy as np
 import pytest
+from awkward_corpus import (
+    FACE_PHOTO,
+    LIMITS,
+    expected_before_detection,
+    make_awkward_corpus,
+    outcome_before_detection,
+    png_bomb,
+)
 from PIL import Image, ImageFile, ImageOps
 
-from awkward_corpus import (FACE_PHOTO, LIMITS, expected_before_detection, make_awkward_corpus,
-                            outcome_before_detection, png_bomb)
 from facerec.data.images import PHOTO_FORMATS, ImageRejected, load_rgb
 from facerec.data.sources import iter_photos
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import Chromium
 from PIL import Image
 
-from facerec.leaderboard import COLUMNS, LOWER_IS_BETTER
-from facerec.leaderboard_html import write_leaderboard_html
-
-from browser import Chromium
+from facerec.reports.leaderboard import COLUMNS, LOWER_IS_BETTER
+from facerec.reports.leaderboard_html import write_leaderboard_html
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHART_READY = "document.querySelectorAll('#chart .bars .point').length > 0"

@@ -1,7 +1,7 @@
 """The official LFW View 2 protocol file is read as published."""
 
-from facerec.data.lfw import read_pairs
 from conftest import LFW
+from facerec.data.lfw import read_pairs
 
 
 def test_pairs_txt_has_ten_folds_of_300_matched_and_300_mismatched_pairs():

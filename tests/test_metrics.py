@@ -1,4 +1,4 @@
-"""facerec.metrics agrees with scikit-learn and with brute force on the same scores."""
+"""facerec.evaluation.metrics agrees with scikit-learn and with brute force on the same scores."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
-from facerec.metrics import (identification_metrics, k_fold_accuracy, roc_curve,
-                             verification_metrics)
+from facerec.evaluation.metrics import identification_metrics, k_fold_accuracy, roc_curve, verification_metrics
 
 
 def _scores(seed: int, genuine: int, impostor: int, ties: bool = False):

@@ -17,20 +17,21 @@ import pytest
 import torch
 import yaml
 from PIL import Image, ImageEnhance
-
-from conftest import CELEBA
-from facerec import steps
-from facerec.alignment import ARCFACE_TEMPLATE
-from facerec.backbones import build_backbone
-from facerec.config import AlignParams, ConfigError, DetectParams, MonitorParams, parse_params
-from facerec.data.aligned import read_aligned_manifest
-from facerec.io import write_table
-from facerec.monitoring import COMPONENT, FEATURES, MonitorInputError, monitor_sets, pose_features, sample_faces
-from flows.monitor import DriftDetected, face_monitor
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.logging.handlers import APILogWorker
 from test_flow import client, prefect_server  # noqa: F401  (the real Prefect server, shared with test_flow)
+
+from conftest import CELEBA
+from facerec.config import AlignParams, ConfigError, DetectParams, MonitorParams, parse_params
+from facerec.data.aligned import read_aligned_manifest
+from facerec.faces.alignment import ARCFACE_TEMPLATE
+from facerec.models.backbones import build_backbone
+from facerec.pipeline.align import align
+from facerec.pipeline.detect import detect
+from facerec.quality.drift import COMPONENT, FEATURES, MonitorInputError, monitor_sets, pose_features, sample_faces
+from facerec.runtime.io import write_table
+from flows.monitor import DriftDetected, face_monitor
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -53,8 +54,8 @@ def photo_sets(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
                                                                  quality=95)
     params = DetectParams(cache=None, workers=1)  # one detector process: for 69 photos, half the time of two
     for name in ("photos", "darkened"):
-        steps.detect(root / name / "images", root / name / "detections", params)
-        steps.align(root / name / "images", root / name / "detections", root / name / "aligned", AlignParams(), params)
+        detect(root / name / "images", root / name / "detections", params)
+        align(root / name / "images", root / name / "detections", root / name / "aligned", AlignParams(), params)
     return {name: (root / name / "detections", root / name / "aligned") for name in ("photos", "darkened")}
 
 
@@ -138,7 +139,7 @@ def test_the_monitored_set_must_be_one_of_the_data_sets():
 def test_evidently_sends_no_usage_data_once_facerec_is_imported(monkeypatch):
     from evidently.telemetry import event_logger
 
-    from facerec.offline import silence_network
+    from facerec.runtime.offline import silence_network
 
     monkeypatch.delenv("DO_NOT_TRACK", raising=False)
     assert event_logger.is_enabled()  # the switch is what stops it

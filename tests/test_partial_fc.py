@@ -12,8 +12,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from facerec.heads import build_head
-from facerec.partial_fc import PartialFC, shard_bounds
+from facerec.config import HeadParams
+from facerec.models.heads import build_head
+from facerec.models.partial_fc import PartialFC, shard_bounds
 
 CLASSES, DIM, INPUT, BATCH = 11, 16, 24, 12
 HEADS = [("arcface", {"scale": 32.0, "margin": 0.5}), ("cosface", {"scale": 32.0, "margin": 0.35}),
@@ -32,7 +33,7 @@ def _problem() -> tuple[torch.Tensor, torch.Tensor, torch.nn.Module]:
 
 def _head(kind: str, options: dict, classes: int = CLASSES) -> torch.nn.Module:
     torch.manual_seed(11)
-    return build_head(kind, DIM, classes, **options)
+    return build_head(DIM, classes, HeadParams(type=kind, **options))
 
 
 def _one_step(backbone, head, criterion, inputs, labels) -> float:
@@ -54,7 +55,7 @@ def test_one_process_with_every_class_is_the_plain_margin_loss(kind, options):
 
 
 def test_a_sample_holds_every_class_of_the_batch_and_the_share_asked_for():
-    head = build_head("arcface", DIM, 1000, 64.0, 0.5)
+    head = build_head(DIM, 1000, HeadParams(type="arcface", scale=64.0, margin=0.5))
     criterion = PartialFC(head, 1000, 0.1)
     labels = torch.tensor([3, 3, 999, 500, 17])
     torch.manual_seed(0)

@@ -11,14 +11,17 @@ import pytest
 import torch
 
 from conftest import LFW
-from facerec import steps
-from facerec.backbones import build_backbone
 from facerec.config import BenchmarkParams, DetectParams, EvaluateParams, ZooEntry
-from facerec.detection.folder import detect_photos
-from facerec.io import read_table
-from facerec.peers import PEERS, PeerUnavailable, load_peer, package_file
-from facerec.peers.facenet import facenet_crop
-from facerec.peers.photos import embed_photo_faces, photo_faces
+from facerec.faces.detection import detect_photos
+from facerec.models.backbones import build_backbone
+from facerec.models.peers import PeerUnavailable, package_file
+from facerec.models.peers.facenet import facenet_crop
+from facerec.models.peers.load import load_peer
+from facerec.models.peers.photos import embed_photo_faces, photo_faces
+from facerec.pipeline.benchmark_zoo import benchmark_zoo
+from facerec.pipeline.evaluate_zoo import evaluate_zoo
+from facerec.registry import PEERS
+from facerec.runtime.io import read_table
 
 # Two photos each of two people: genuine pairs must score above impostor pairs.
 PEOPLE = {"Colin_Powell": 2, "George_W_Bush": 2}
@@ -38,7 +41,7 @@ def detected(tmp_path_factory) -> tuple[Path, object]:
     return images, detect_photos(images, params).manifest
 
 
-@pytest.mark.parametrize("name", sorted(PEERS))
+@pytest.mark.parametrize("name", sorted(PEERS.names))
 def test_a_peer_embeds_real_faces_and_tells_people_apart(name, detected):
     images, manifest = detected
     paths = sorted(manifest["path"])
@@ -63,7 +66,7 @@ def test_facenet_crops_the_box_with_its_margin_and_standardises(detected):
     face = next(photo_faces(images, manifest, sorted(manifest["path"])[:1], DetectParams()))
     crop = facenet_crop(face)
     assert crop.shape == (160, 160, 3) and crop.dtype == np.float32
-    assert -1.0 <= crop.min() and crop.max() <= 1.0  # (x − 127.5) / 128
+    assert crop.min() >= -1.0 and crop.max() <= 1.0  # (x − 127.5) / 128
     assert load_peer("facenet_20180408").parameter_count() == pytest.approx(23.47e6, rel=0.01)
 
 
@@ -96,7 +99,7 @@ def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp
     out.mkdir()
     (out / "removed_entry.json").write_text("{}")
     lfw = small_project / "data" / "detections" / "lfw"
-    report = steps.evaluate_zoo(entries, params.data.sets["lfw"], lfw, small_project / "data" / "aligned" / "lfw",
+    report = evaluate_zoo(entries, params.data.sets["lfw"], lfw, small_project / "data" / "aligned" / "lfw",
                                 params.data.lfw_pairs, out, roc, tmp_path / "evaluate_report.json",
                                 EvaluateParams(flip=False), params.detect)
     assert report == json.loads((tmp_path / "evaluate_report.json").read_text())
@@ -112,7 +115,7 @@ def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp
     assert random_weights["lfw_accuracy"] < facenet["lfw_accuracy"]  # random weights vs a published model
 
     entries.append(ZooEntry(name="facenet", arch="facenet_20180408"))
-    figures = steps.benchmark_zoo(entries, tmp_path / "benchmark", tmp_path / "benchmark_report.json",
+    figures = benchmark_zoo(entries, tmp_path / "benchmark", tmp_path / "benchmark_report.json",
                                   BenchmarkParams(warmup_runs=1, timed_runs=3, throughput_batch_sizes=[2]))
     assert figures["skipped"] == report["skipped"]
     upstream = json.loads((tmp_path / "benchmark" / "upstream_r18.json").read_text())

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import LFW
-from facerec.data.recordio import (MAGIC, InsightFaceRecords, RecordIOError, RecordIOReader, pack_record,
-                                   write_recordio)
+from facerec.data.recordio import MAGIC, InsightFaceRecords, RecordIOError, RecordIOReader, pack_record, write_recordio
 
 PHOTOS = sorted((LFW / "images" / "Colin_Powell").glob("*.jpg"))[:3] + sorted(
     (LFW / "images" / "Laura_Bush").glob("*.jpg"))[:2]

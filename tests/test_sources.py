@@ -9,9 +9,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from awkward_corpus import (
+    LIMITS,
+    expected_before_detection,
+    make_awkward_corpus,
+    make_photo_list,
+    outcome_before_detection,
+)
 
-from awkward_corpus import (LIMITS, expected_before_detection, make_awkward_corpus, make_photo_list,
-                            outcome_before_detection)
 from facerec.data.images import ImageRejected, load_rgb
 from facerec.data.sources import PhotoSourceError, iter_photos, photo_location
 

@@ -10,8 +10,8 @@ import yaml
 
 from facerec.config import TrainParams
 from facerec.data.aligned import read_aligned_manifest
-from facerec.training import train_model
-from facerec.zoo import read_checkpoint
+from facerec.models.checkpoints import read_checkpoint
+from facerec.training.loop import train_model
 
 
 @pytest.mark.parametrize("head", [{"type": "cosface", "margin": 0.35},
@@ -47,14 +47,14 @@ def test_schedules_warm_up_linearly_then_decay_per_iteration():
 
 
 def _lr(params: TrainParams, steps_per_epoch: int, step: int) -> float:
-    from facerec.training import lr_multiplier
+    from facerec.training.loop import lr_multiplier
 
     return lr_multiplier(params, steps_per_epoch)(step)
 
 
 def test_weight_decay_spares_norms_biases_and_prelu_and_adamw_is_available():
-    from facerec.backbones import build_backbone
-    from facerec.training import build_optimizer
+    from facerec.models.backbones import build_backbone
+    from facerec.training.loop import build_optimizer
 
     model = build_backbone("mobilefacenet")
     optimizer = build_optimizer(_params(optimizer="adamw", weight_decay=0.05), [model])
@@ -108,7 +108,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(s
     saved_step = torch.load(state, weights_only=True)["step"]
     resumed = subprocess.run(_train_command(small_project, interrupted / "model.pt", params_file),
                              cwd=interrupted, check=True, capture_output=True, text=True)
-    assert f"resuming from" in resumed.stderr + resumed.stdout and not state.exists()
+    assert "resuming from" in resumed.stderr + resumed.stdout and not state.exists()
 
     first, second = read_checkpoint(whole / "model.pt"), read_checkpoint(interrupted / "model.pt")
     for part in ("state_dict", "head_state_dict"):

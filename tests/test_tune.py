@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, run
 
-from facerec import steps
+from conftest import PROJECT_ROOT, run
 from facerec.config import ConfigError, load_params, parse_params
-from facerec.tuning import SearchSpace
+from facerec.pipeline.tune import tune
+from facerec.training.tuning import SearchSpace
 
 
 def test_the_tune_stage_searches_the_heads_ranges_and_says_how_to_train_with_the_best(small_project: Path) -> None:
@@ -42,20 +42,21 @@ def test_the_tune_stage_searches_the_heads_ranges_and_says_how_to_train_with_the
     assert "tune.json" in run(["dvc", "metrics", "show"], small_project).stdout
 
 
-def test_a_study_resumes_where_it_stopped_and_runs_only_the_missing_trials(small_project: Path,
+def test_a_study_resumes_where_it_stopped_and_runs_only_the_missing_trials(project_copy: Path,
                                                                           tmp_path: Path) -> None:
-    params = load_params(small_project / "params.yaml")
-    aligned = small_project / "data" / "aligned" / params.data.train_set
+    params = load_params(project_copy / "params.yaml")
+    aligned = project_copy / "data" / "aligned" / params.data.train_set
     more = params.tune.model_copy(update={"n_trials": params.tune.n_trials + 1})
 
-    result = steps.tune(aligned, small_project / "models" / "tune", tmp_path / "trials.csv",
-                        tmp_path / "report.html", params.train, more)
+    result, seconds = tune(aligned, project_copy / "models" / "tune", tmp_path / "trials.csv",
+                           tmp_path / "report.html", params.train, more)
 
-    staged = json.loads((small_project / "metrics" / "tune.json").read_text())
+    assert sorted(seconds["trial_seconds"]) == [str(trial) for trial in range(more.n_trials)]
+    staged = json.loads((project_copy / "metrics" / "tune.json").read_text())
     assert result["study"] == staged["study"]  # the stage's study, found again
     trials = pd.read_csv(tmp_path / "trials.csv")
     assert len(trials) == more.n_trials and trials["state"].isin(["COMPLETE", "PRUNED"]).all()
-    before = pd.read_csv(small_project / "metrics" / "tune" / "trials.csv")
+    before = pd.read_csv(project_copy / "metrics" / "tune" / "trials.csv")
     pd.testing.assert_frame_equal(trials.iloc[:len(before)], before, check_dtype=False)
     # The resumed sampler proposes new values, not the first run's again.
     new = trials.iloc[len(before):][["margin", "scale"]].itertuples(index=False)

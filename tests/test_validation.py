@@ -8,8 +8,8 @@ import yaml
 
 from facerec.config import TrainParams
 from facerec.data.aligned import read_aligned_manifest
-from facerec.training import train_model
-from facerec.validation import EarlyStopping, hold_out_identities
+from facerec.training.loop import train_model
+from facerec.training.selection import EarlyStopping, hold_out_identities
 
 
 def _faces(identities: int, per_identity: int) -> pd.DataFrame:

@@ -15,8 +15,8 @@ from facerec.config import EvaluateParams
 from facerec.data.aligned import load_crops, read_aligned_manifest
 from facerec.data.lfw import read_pairs
 from facerec.data.verification_bin import VerificationBinError, read_verification_bin, write_verification_bin
+from facerec.models.checkpoints import load_pretrained
 from facerec.steps import evaluate_verification_set
-from facerec.zoo import load_pretrained
 
 
 def _png(crop: np.ndarray) -> bytes:

@@ -26,12 +26,12 @@ import torch
 from PIL import Image
 
 from conftest import LFW
-from facerec.alignment import align_manifest
 from facerec.config import AlignParams, DetectParams
-from facerec.detection.folder import detect_photos
-from facerec.detection.mtcnn import MtcnnDetector
-from facerec.detection.yolo import CONFIDENCE_FLOOR, YoloDetector
-from facerec.offline import OFFLINE_ENVIRONMENT
+from facerec.faces.alignment import align_manifest
+from facerec.faces.detection import detect_photos
+from facerec.faces.detectors.mtcnn import MtcnnDetector
+from facerec.faces.detectors.yolo import CONFIDENCE_FLOOR, YoloDetector
+from facerec.runtime.offline import OFFLINE_ENVIRONMENT
 
 IMAGE_SIZE = 96  # px: training and inference size of the test models (3×3 cells at stride 32)
 TRAIN_STEPS = 150  # fewer left most held-out confidences below 0.3 (100 steps: 0.04-0.32)
@@ -65,7 +65,7 @@ def one_thread_and_own_ultralytics_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mtcnn() -> MtcnnDetector:
-    return MtcnnDetector(min_face_size=40)
+    return MtcnnDetector(40, (0.6, 0.7, 0.7))
 
 
 def _face_crops(people: list[Path], mtcnn: MtcnnDetector) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -252,7 +252,7 @@ def test_missing_weights_are_an_error_naming_the_path_and_nothing_is_downloaded(
     # An official name ultralytics would fetch from GitHub is refused like any missing file.
     for weights in (tmp_path / "absent" / "face.pt", "yolo11n.pt"):
         with pytest.raises(FileNotFoundError, match=re.escape(str(weights))):
-            YoloDetector(weights)
+            YoloDetector(weights, image_size=IMAGE_SIZE)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -267,7 +267,7 @@ def test_a_file_that_is_not_a_yolo_model_is_an_error_naming_it(tmp_path):
     onnx.write_bytes(b"\x08\x07")
     for weights in (not_pickle, state_dict, other_module, onnx):
         with pytest.raises(ValueError, match=re.escape(str(weights))):
-            YoloDetector(weights)
+            YoloDetector(weights, image_size=IMAGE_SIZE)
 
 
 def _untrained(config: str, tmp_path: Path, task: str, names: dict[int, str]) -> Path:
@@ -287,14 +287,14 @@ def _untrained(config: str, tmp_path: Path, task: str, names: dict[int, str]) ->
 def test_models_that_are_not_face_detectors_are_rejected(tmp_path, config, task, names, message):
     weights = _untrained(config, tmp_path, task, names)
     with pytest.raises(ValueError, match=message):
-        YoloDetector(weights, landmarker=None)
+        YoloDetector(weights, image_size=IMAGE_SIZE, landmarker=None)
 
 
 def test_a_several_class_model_keeps_its_face_classes_and_a_box_model_needs_a_landmarker(tmp_path, mtcnn):
     weights = _untrained("yolo11n.yaml", tmp_path, "detect", {0: "person", 1: "Face", 2: "car"})
-    assert YoloDetector(weights, landmarker=mtcnn).classes == [1]
+    assert YoloDetector(weights, image_size=IMAGE_SIZE, landmarker=mtcnn).classes == [1]
     with pytest.raises(ValueError, match="landmarker"):
-        YoloDetector(weights)
+        YoloDetector(weights, image_size=IMAGE_SIZE)
 
 
 NO_NETWORK_RUN = """
@@ -312,12 +312,12 @@ socket.socket.connect = socket.socket.connect_ex = refuse
 socket.getaddrinfo = socket.create_connection = refuse
 
 import cv2
-from facerec.detection.mtcnn import MtcnnDetector
-from facerec.detection.yolo import YoloDetector
+from facerec.faces.detectors.mtcnn import MtcnnDetector
+from facerec.faces.detectors.yolo import YoloDetector
 
 box, pose, photo = sys.argv[1:]
 image = cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB)
-faces = [len(YoloDetector(box, image_size=96, landmarker=MtcnnDetector(40)).detect_batch([image])[0]),
+faces = [len(YoloDetector(box, image_size=96, landmarker=MtcnnDetector(40, (0.6, 0.7, 0.7))).detect_batch([image])[0]),
          len(YoloDetector(pose, image_size=96).detect_batch([image])[0])]
 try:
     YoloDetector("yolo11n.pt")

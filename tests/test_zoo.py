@@ -12,10 +12,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from facerec.backbones import INPUT_SHAPE, build_backbone, list_backbones, meta_backbone
+from facerec.benchmarking.complexity import complexity, count_parameters
 from facerec.cli import app
-from facerec.complexity import complexity, count_parameters
-from facerec.zoo import inspect_checkpoint, load_pretrained, save_checkpoint
+from facerec.models.backbones import INPUT_SHAPE, build_backbone, list_backbones, meta_backbone
+from facerec.models.checkpoints import inspect_checkpoint, load_pretrained, save_checkpoint
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "shared" / "specs" / "checkpoint_layouts.json").read_text())
 # Keys of upstream files that are not the backbone: TopoFR keeps its loss's classifier on

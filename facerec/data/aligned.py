@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from facerec.io import read_table
+from facerec.runtime.io import read_table
 
 ALIGNED_MANIFEST = "manifest.parquet"
 

@@ -53,7 +53,9 @@ def load_rgb(path: str | Path, max_pixels: int, min_side: int) -> np.ndarray:
     """
     _require_regular_file(path)
     try:
-        file = open(path, "rb")
+        # Opened apart from the `with file` below (which closes it) so that only open()'s
+        # OSError reads as "unreadable file", not one from decoding.
+        file = open(path, "rb")  # noqa: SIM115
     except OSError as error:
         raise ImageRejected(f"unreadable file: {error.strerror}") from None
     try:

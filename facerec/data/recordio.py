@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerec.io import atomic_path
+from facerec.runtime.io import atomic_path
 
 MAGIC = 0xCED7230A
 _HEADER = struct.Struct("<IfQQ")

@@ -1,0 +1,221 @@
+"""Verification and identification metrics as face-recognition papers report them.
+
+Conventions: a *score* is a similarity (higher = more likely the same person); a pair is
+declared genuine when ``score >= threshold``. Labels are 1 (genuine, same identity) or
+0 (impostor).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FAR_TARGETS = {"tar_at_far_1e-2": 1e-2, "tar_at_far_1e-3": 1e-3, "tar_at_far_1e-4": 1e-4}
+
+
+class ImpostorTally:
+    """The exact ROC of genuine scores known up front and impostor scores streamed in chunks.
+
+    Between two consecutive distinct genuine scores the true-accept rate is constant, so
+    impostor scores there only move the curve sideways: the ROC is exact with a vertex at
+    every distinct genuine score (after its ties) and one where each such sideways run ends.
+    It only needs, per distinct genuine score, how many impostors score above it and how
+    many tie with it: one binary search per impostor, never a sort of all scores. Written by
+    hand because it is faster than sorting all pairs (scikit-learn's ``roc_curve``) and its
+    memory is bounded by the chunk: ``benchmarks/metrics_speed.py`` measures both.
+    """
+
+    def __init__(self, genuine_scores: np.ndarray) -> None:
+        genuine_scores = _as_scores(genuine_scores)
+        if genuine_scores.size == 0:
+            raise ValueError("need genuine pairs: got none")
+        self.values, self.genuine_at = np.unique(genuine_scores, return_counts=True)  # ascending
+        # at_or_below[k]: impostors whose score has exactly k genuine values at or below it.
+        self.at_or_below = np.zeros(self.values.size + 1, dtype=np.int64)
+        self.ties = np.zeros(self.values.size, dtype=np.int64)  # impostors equal to each value
+        self.impostors = 0
+
+    @property
+    def genuine(self) -> int:
+        return int(self.genuine_at.sum())
+
+    def add_impostors(self, scores: np.ndarray, placeholders: int = 0) -> None:
+        """Count impostor ``scores`` (any shape, any chunk size). ``placeholders`` of them
+        are +inf entries standing for pairs that are not impostors (e.g. a block's genuine
+        pairs and its lower triangle): they are not counted."""
+        scores = _as_scores(scores, self.values.dtype)
+        above = np.searchsorted(self.values, scores, side="right")
+        self.at_or_below += np.bincount(above, minlength=self.values.size + 1)
+        self.at_or_below[-1] -= placeholders
+        # A tie is a score equal to the highest genuine value at or below it: one gather,
+        # not a second binary search (np.maximum keeps index 0 valid; above == 0 never ties).
+        tied = np.flatnonzero((self.values[np.maximum(above - 1, 0)] == scores) & (above > 0))
+        self.ties += np.bincount(above[tied] - 1, minlength=self.values.size)
+        self.impostors += scores.size - placeholders
+
+    def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fpr, tpr, thresholds), highest threshold first, starting at (0, 0) with +inf;
+        see :func:`roc_curve`."""
+        if self.impostors == 0:
+            raise ValueError("need impostor pairs: got none")
+        descending = slice(None, None, -1)
+        values, ties = self.values[descending], self.ties[descending]
+        # Impostors at or above each value (descending), and strictly above it.
+        at_least = np.cumsum(self.at_or_below[descending])[:-1]
+        above = at_least - ties
+        genuine_at_least = np.cumsum(self.genuine_at[descending])
+        genuine_above = genuine_at_least - self.genuine_at[descending]
+        # Where impostors lie between this value and the next higher one, their sideways
+        # run ends at a vertex of its own (threshold: just above the value), before the value's.
+        run_ends = above > np.r_[0, at_least[:-1]]
+
+        def vertices(run_end: np.ndarray, at_value: np.ndarray) -> np.ndarray:
+            pairs, keep = np.column_stack([run_end, at_value]), np.column_stack([run_ends, np.ones_like(run_ends)])
+            return pairs[keep]  # row-major: each kept run end, then its value's vertex
+
+        fpr_counts = np.r_[0, vertices(above, at_least)]
+        tpr_counts = np.r_[0, vertices(genuine_above, genuine_at_least)]
+        thresholds = np.r_[np.inf, vertices(np.nextafter(values, np.inf), values)]
+        if at_least[-1] < self.impostors:  # impostors below the lowest genuine score
+            fpr_counts, tpr_counts = np.r_[fpr_counts, self.impostors], np.r_[tpr_counts, tpr_counts[-1]]
+            thresholds = np.r_[thresholds, -np.inf]
+        return fpr_counts / self.impostors, tpr_counts / self.genuine, thresholds
+
+    def metrics(self) -> dict[str, float | None]:
+        """:func:`verification_metrics` of the pairs counted so far."""
+        fpr, tpr, _ = self.roc()
+        return metrics_from_roc(fpr, tpr, self.genuine, self.impostors)
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray, chunk_size: int = 1 << 20
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), highest threshold first, starting at (0, 0) with +inf as in
+    scikit-learn.
+
+    Every vertex is a vertex of scikit-learn's curve (``drop_intermediate=False``) and the
+    curve is the same polyline: it keeps a vertex at every distinct genuine score and where
+    each run of impostor-only scores ends, and drops only points inside such runs, which
+    lie on a horizontal segment and change no metric. TAR@FAR and best accuracy are read
+    exactly, not interpolated. Impostors are counted ``chunk_size`` at a time.
+    """
+    return tally_pairs(scores, labels, chunk_size).roc()
+
+
+def tally_pairs(scores: np.ndarray, labels: np.ndarray, chunk_size: int = 1 << 20) -> ImpostorTally:
+    """An :class:`ImpostorTally` of scored pairs (labels: 1 genuine, 0 impostor)."""
+    scores = _as_scores(scores)
+    labels = np.asarray(labels).ravel().astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels differ in length: {scores.size} vs {labels.size}")
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"need both genuine and impostor pairs, got {positives} and {negatives}")
+    tally = ImpostorTally(scores[labels])
+    impostors = scores[~labels]
+    for start in range(0, impostors.size, chunk_size):
+        tally.add_impostors(impostors[start:start + chunk_size])
+    return tally
+
+
+def _as_scores(scores: np.ndarray, dtype: np.dtype | None = None) -> np.ndarray:
+    """Scores as a flat float array; float32 stays float32 (half the memory traffic)."""
+    scores = np.asarray(scores)
+    if dtype is None:
+        dtype = scores.dtype if scores.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    return scores.astype(dtype, copy=False).ravel()
+
+
+def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """The rate where false accepts equal false rejects (FPR = 1 − TPR), linearly
+    interpolated along the ROC segment on which the two cross."""
+    difference = fpr - (1.0 - tpr)  # rises from −1 at (0, 0) to +1 at (1, 1)
+    crossing = int(np.argmax(difference >= 0))
+    if crossing == 0:
+        return float(fpr[0])
+    d0, d1 = difference[crossing - 1], difference[crossing]
+    weight = -d0 / (d1 - d0)
+    return float(fpr[crossing - 1] + weight * (fpr[crossing] - fpr[crossing - 1]))
+
+
+def best_accuracy(fpr: np.ndarray, tpr: np.ndarray, positives: int, negatives: int) -> tuple[float, int]:
+    """The highest accuracy of any single threshold, and the ROC index where it is reached."""
+    correct = tpr * positives + (1.0 - fpr) * negatives
+    index = int(np.argmax(correct))
+    return float(correct[index] / (positives + negatives)), index
+
+
+def verification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
+    """ROC-AUC, EER, best-threshold accuracy and TAR at FAR 1e-2/1e-3/1e-4.
+
+    TAR@FAR is the highest true-accept rate of any threshold whose false-accept rate is at
+    most the target, read on the exact ROC. It is ``None`` where there are fewer than
+    1/FAR impostor pairs: with fewer, that operating point cannot be measured.
+    """
+    return tally_pairs(scores, labels).metrics()
+
+
+def metrics_from_roc(fpr: np.ndarray, tpr: np.ndarray, positives: int, negatives: int
+                     ) -> dict[str, float | None]:
+    """:func:`verification_metrics` of an ROC already computed by :func:`roc_curve`."""
+    result: dict[str, float | None] = {
+        "roc_auc": float(np.trapezoid(tpr, fpr)),
+        "eer": equal_error_rate(fpr, tpr),
+        "accuracy": best_accuracy(fpr, tpr, positives, negatives)[0],
+    }
+    for key, far in FAR_TARGETS.items():
+        measurable = negatives * far >= 1.0
+        result[key] = float(tpr[fpr <= far].max()) if measurable else None
+    return result
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The similarity threshold of highest accuracy on these pairs (the highest such
+    threshold where several tie)."""
+    labels = np.asarray(labels).astype(bool)
+    fpr, tpr, thresholds = roc_curve(scores, labels)
+    _, index = best_accuracy(fpr, tpr, int(labels.sum()), int((~labels).sum()))
+    return float(thresholds[index])
+
+
+def k_fold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
+    """LFW's protocol: for each fold, pick the threshold of best accuracy on the other folds,
+    score this fold with it. Returns the mean and (population) standard deviation over folds."""
+    scores, labels, folds = np.asarray(scores), np.asarray(labels).astype(bool), np.asarray(folds)
+    accuracies = []
+    for fold in np.unique(folds):
+        held_out = folds == fold
+        threshold = best_threshold(scores[~held_out], labels[~held_out])
+        accuracies.append(float(np.mean((scores[held_out] >= threshold) == labels[held_out])))
+    return float(np.mean(accuracies)), float(np.std(accuracies))
+
+
+def identification_metrics(gallery_emb: np.ndarray, gallery_ids, probe_emb: np.ndarray,
+                           probe_ids, chunk_size: int = 4096) -> dict[str, float]:
+    """Closed-set Rank-1 and Rank-5 by cosine similarity.
+
+    An identity's score for a probe is its best-matching gallery embedding. The rank of the
+    true identity counts identities scoring strictly higher, so ties are resolved in the
+    probe's favour. Every probe identity must be in the gallery.
+    """
+    gallery = _l2_normalise(gallery_emb)
+    probes = _l2_normalise(probe_emb)
+    identities, gallery_index = np.unique(np.asarray(gallery_ids), return_inverse=True)
+    lookup = {identity: index for index, identity in enumerate(identities)}
+    unknown = sorted({p for p in probe_ids if p not in lookup})
+    if unknown:
+        raise ValueError(f"probe identities missing from the gallery: {unknown[:5]}")
+    truth = np.array([lookup[p] for p in probe_ids])
+    # Gallery grouped by identity, so one reduceat takes each identity's best match.
+    order = np.argsort(gallery_index, kind="stable")
+    gallery = gallery[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(gallery_index[order])) + 1]
+    ranks = np.empty(len(truth), dtype=np.int64)
+    for start in range(0, len(truth), chunk_size):
+        per_identity = np.maximum.reduceat(probes[start:start + chunk_size] @ gallery.T, starts, axis=1)
+        true_score = per_identity[np.arange(per_identity.shape[0]), truth[start:start + chunk_size]]
+        ranks[start:start + chunk_size] = (per_identity > true_score[:, None]).sum(1) + 1
+    return {"rank1": float(np.mean(ranks <= 1)), "rank5": float(np.mean(ranks <= 5))}
+
+
+def _l2_normalise(embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,10 @@
+"""The pipeline's stages: one module each, holding the stage's library call and its command.
+
+``dvc.yaml`` runs ``stages/<stage>.py`` (which runs the module's ``command``), the
+``facerec`` CLI registers the same commands, and the Prefect flows run ``dvc repro <stage>``.
+"""
+
+# dvc.yaml's stages in pipeline order (detect, align and gate are foreach groups: one
+# stage per data set, which `dvc repro <name>` runs as a group).
+STAGES: tuple[str, ...] = ("detect", "align", "gate", "detect_report", "train", "evaluate", "benchmark",
+                           "evaluate_zoo", "benchmark_zoo", "leaderboard", "monitor", "tune")

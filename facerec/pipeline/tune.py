@@ -1,0 +1,46 @@
+"""Stage tune: Optuna's search of the margin head on short trainings, scored on held-out people.
+
+The study is kept in ``tune.storage`` or, by default, SQLite in the storage folder (not a
+DVC out, which DVC would delete before a rerun): a rerun resumes the study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from facerec.config import TrainParams, TuneParams
+from facerec.data.training_faces import training_manifest
+from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, write_metrics
+from facerec.reports.tuning_report import write_tuning_report
+from facerec.runtime.io import write_table
+from facerec.training.tuning import run_study, summary, trial_seconds, trials_table
+
+
+def tune(aligned_dir: Path, storage_dir: Path, trials_path: Path, report_path: Path, train: TrainParams,
+         params: TuneParams) -> tuple[dict, dict]:
+    """Search the head's hyperparameters on the aligned training set; write every trial's
+    values and score and Optuna's plots; return the best values and each trial's seconds."""
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    url = params.storage or f"sqlite:///{storage_dir / 'study.db'}"
+    study, space = run_study(aligned_dir, training_manifest(aligned_dir), train, params, url)
+    write_table(trials_path, trials_table(study).round(6))
+    write_tuning_report(report_path, study)
+    return summary(study, space, train.validation_metric, url), {"trial_seconds": trial_seconds(study)}
+
+
+def command(aligned: Annotated[Path, typer.Option(help="align's output folder of the training set")],
+            storage_dir: Annotated[Path, typer.Option(help="folder of the SQLite study (default storage)")],
+            trials: Annotated[Path, typer.Option(help="CSV of every trial")],
+            report: Annotated[Path, typer.Option(help="HTML page of Optuna's plots")],
+            metrics: Annotated[Path, typer.Option(help="JSON of the best values")],
+            timings: Annotated[Optional[Path], typer.Option(help="JSON of each trial's seconds")] = None,
+            params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Search the margin head's parameters with Optuna (TPE, median pruner) on short trainings."""
+    settings = load(params)
+    result, seconds = tune(aligned, storage_dir, trials, report, settings.train, settings.tune)
+    write_metrics(metrics, result)
+    write_metrics(timings, seconds)
+    print_record(result)

@@ -1,0 +1,57 @@
+"""Same code, same inputs, same outputs: a rerun changes only the timings, and the settings
+that dvc.yaml leaves out as speed-only (RESULT_NEUTRAL) do not change a result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+import yaml
+
+from conftest import run
+from facerec.data.aligned import load_crops, read_aligned_manifest
+from facerec.evaluation.embedding import embed_crops
+from facerec.models.checkpoints import load_pretrained
+
+
+def test_a_forced_retraining_gives_the_same_weights_and_dvc_sees_only_new_timings(project_copy):
+    run(["git", "add", "-A"], project_copy)
+    run(["git", "commit", "-qm", "the small project's run"], project_copy)
+
+    repro = run(["dvc", "repro", "--force", "--single-item", "train"], project_copy).stdout
+    assert "Running stage 'train'" in repro
+
+    # The model came out bit for bit the same, so nothing after train is out of date, and
+    # dvc.lock changed only in the timing file's hash...
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project_copy).stdout
+    before = yaml.safe_load(run(["git", "show", "HEAD:dvc.lock"], project_copy).stdout)
+    after = yaml.safe_load((project_copy / "dvc.lock").read_text())
+    assert _without_timings(after) == _without_timings(before)
+    assert after != before
+    # ...and between the two runs of one commit, dvc metrics diff shows the timings alone.
+    changed = json.loads(run(["dvc", "metrics", "diff", "--json"], project_copy).stdout)
+    assert changed and all(path.startswith("metrics/timing/") for path in changed), changed
+
+
+def _without_timings(lock: dict) -> dict:
+    for stage in lock["stages"].values():
+        stage["outs"] = [out for out in stage.get("outs", []) if not out["path"].startswith("metrics/timing/")]
+    return lock
+
+
+def test_inference_gives_the_same_embeddings_on_one_or_two_threads(small_project):
+    """Why evaluate.num_threads and monitor.num_threads do not rerun their stages."""
+    model_name = yaml.safe_load((small_project / "params.yaml").read_text())["train"]["model_name"]
+    model = load_pretrained(None, small_project / "models" / model_name / "model.pt")
+    aligned = small_project / "data" / "aligned" / "lfw"
+    crops = load_crops(aligned, read_aligned_manifest(aligned)["path"].tolist()[:96])
+    threads = torch.get_num_threads()
+    try:
+        embeddings = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            embeddings.append(embed_crops(model, crops, batch_size=32, flip=True))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(*embeddings)
