@@ -1,0 +1,1 @@
+"""Speed and cost of a model: latency, throughput, GFLOPs, Mparams."""

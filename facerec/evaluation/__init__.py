@@ -1,0 +1,1 @@
+"""Scoring embeddings: batched extraction, verification and identification metrics, the protocols."""

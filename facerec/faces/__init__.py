@@ -1,0 +1,1 @@
+"""Faces in photos: detectors, the detection run and its manifest, its cache, alignment."""

@@ -1,0 +1,1 @@
+"""Data quality between stages: Great Expectations gates, contact sheets, Evidently drift."""

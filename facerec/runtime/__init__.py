@@ -1,0 +1,1 @@
+"""What every part of the library leans on: atomic files, logging, offline settings, hardware, process pools."""

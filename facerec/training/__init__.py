@@ -1,0 +1,1 @@
+"""Training a backbone with a margin head: the loop, batches, processes, model selection, tuning."""
