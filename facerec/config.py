@@ -177,7 +177,8 @@ class TrainParams(_Section):
     augmentation: str = Field("flip", description="the name of one of `augmentations`")
     augmentations: Annotated[dict[str, AugmentParams],
                              AfterValidator(lambda own: {**AUGMENTATION_PRESETS, **own})] = Field(
-        default_factory=dict, description="your own presets by name, beside (or replacing) the built-in ones")
+        default_factory=dict, validate_default=True,
+        description="your own presets by name, beside (or replacing) the built-in ones")
     workers: int = Field(1, ge=0, description="DataLoader processes preparing batches; 0 = in the training process")
     sample_rate: float = Field(
         1.0, gt=0, le=1, description="Partial FC: share of the class centres scored each step (1 = all)")
@@ -293,8 +294,9 @@ class TuneParams(_Section):
         None, ge=4, description="train each trial on this many people (seeded sample) for speed; null = all")
     heads: Annotated[dict[HeadName, dict[str, SearchRange]],
                      AfterValidator(lambda own: {**_default_head_ranges(), **own})] = Field(
-        default_factory=dict, description="per train.head.type: head parameter -> range, replacing the default "
-                                          "ranges of that head; the chosen head's entry is searched")
+        default_factory=dict, validate_default=True,
+        description="per train.head.type: head parameter -> range, replacing the default "
+                    "ranges of that head; the chosen head's entry is searched")
     lr: SearchRange | None = Field(None, description="search the learning rate too")
     weight_decay: SearchRange | None = Field(None, description="search the weight decay too")
     pruner_startup_trials: int = Field(2, ge=0, description="median pruner: trials finished before pruning starts")

@@ -76,8 +76,13 @@ def test_the_search_space_follows_the_chosen_head_and_the_optional_ranges() -> N
     assert trained.epochs == params.tune.epochs and trained.seed == params.tune.seed
     assert space.dvc_overrides(values) == ["train.head.margin=0.61", "train.head.scale=24", "train.lr=0.05"]
 
-    raw["tune"]["heads"] = {"cosface": {"margin": [0.1, 0.5]}}
-    with pytest.raises(ValueError, match="no ranges for train.head.type 'arcface'"):
+    # params.yaml's ranges for a head replace that head's defaults, and leave the others'.
+    raw["tune"]["heads"] = {"arcface": {"margin": [0.3, 0.4, 0.01]}}
+    narrowed = parse_params(raw)
+    assert set(SearchSpace.of(narrowed.train, narrowed.tune).ranges) == {"margin", "lr"}
+    assert narrowed.tune.heads["cosface"] == params.tune.heads["cosface"]
+    raw["tune"].update(heads={"arcface": {}}, lr=None)
+    with pytest.raises(ValueError, match="tune.heads.arcface names no parameter to search"):
         SearchSpace.of(parse_params(raw).train, parse_params(raw).tune)
 
 
