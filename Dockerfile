@@ -14,7 +14,7 @@ FROM python:3.11.14-slim-bookworm
 # picks the build (+cpu, +cu130) of torch and torchvision: their versions are pyproject.toml's pins.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
-# facerec/offline.py's defaults, set here too so that every tool in the image is offline from
+# facerec/runtime/offline.py's defaults, set here too so that every tool in the image is offline from
 # the start. For any --user (a uid without a passwd entry, HOME=/): Prefect's state in the
 # project, as the README's Prefect steps keep it; matplotlib's cache in /tmp; USER for
 # getpass.getuser(), which DVC calls and which fails on such a uid.

@@ -94,7 +94,8 @@ def main() -> None:
             (Path(folder) / path.parent.name).mkdir(exist_ok=True)
             shutil.copy2(path, Path(folder) / path.parent.name / path.name)
         torch.set_num_threads(os.cpu_count())
-        report = {"photos": len(paths), "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        report = {"photos": len(paths), "cpu_count": os.cpu_count(),
+                  "machine": platform.processor() or platform.machine(),
                   "torch_threads": torch.get_num_threads()}
         report["naive_images_per_second"] = round(naive(paths[:200]), 1)
         report["facenet_batched_images_per_second"] = round(facenet_batched(paths), 1)

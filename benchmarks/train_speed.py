@@ -8,7 +8,8 @@ loss, backward, optimiser) in three ways, all in one run:
   training script does;
 - ``ours_fp32`` and, where bf16 is native, ``ours_bf16``: facerec's step (channels_last,
   foreach SGD without decay on norms); with ``--compile`` also ``ours_compiled`` (the same
-  with the backbone under ``torch.compile``, in the faster of the two precisions). Without native bf16 (AVX2-only CPUs) bf16 is
+  with the backbone under ``torch.compile``, in the faster of the two precisions). Without native bf16
+  (AVX2-only CPUs) bf16 is
   emulated about 10× slower than fp32, so it is not timed there.
 
 Beside them, torch's dense matmul rate (2048² fp32 and bf16, same threads; bf16 measured
@@ -100,7 +101,8 @@ def main() -> None:
     native_bf16 = use_bf16("auto")
     # Both rates on every machine: without native bf16 the bf16 rate shows the emulation's cost.
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
-    report = {"machine": platform.processor() or platform.machine(), "native_bf16": native_bf16, "threads": args.threads,
+    report = {"machine": platform.processor() or platform.machine(), "native_bf16": native_bf16,
+              "threads": args.threads,
               "batch_size": args.batch_size, "matmul_gflops": {k: v / 1e9 for k, v in rates.items()}, "models": {}}
     for arch in args.archs:
         flops_per_sample = 3 * 2 * complexity(arch).gflops * 1e9

@@ -29,7 +29,7 @@ from facerec.data.sources import PhotoFile
 FACE_PHOTO = LFW / "images" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
 ACCEPTED = "accepted"
 DECODES = "decodes"
-LIMITS = dict(max_pixels=40_000_000, min_side=32)  # the detect defaults the outcomes assume
+LIMITS = {"max_pixels": 40_000_000, "min_side": 32}  # the detect defaults the outcomes assume
 BOMB_SIDE = 20_000
 
 

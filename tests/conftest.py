@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
 import facerec  # noqa: F401  (silences telemetry for every subprocess the tests start)
 
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
 CELEBA = SHARED_DATA / "celeba_subset"
 LFW = SHARED_DATA / "lfw"
+PREFECT = str(Path(sys.executable).parent / "prefect")
 PROJECT_FILES = ["facerec", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".gitignore"]
 
 
@@ -134,3 +144,81 @@ def _offline_environment(monkeypatch) -> None:
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.setitem(os.environ, "DO_NOT_TRACK", "1")
+
+
+# --- a real Prefect server (Prefect is imported here only when a test asks for it) ------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """End a process started with start_new_session=True together with all its children."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A Prefect server on a free port with its own sqlite database; yields its environment.
+
+    The environment is set for this process (and so for every subprocess a test starts);
+    Prefect froze its settings when it was imported, so they are overridden here as well.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_UI_ENABLED": "false",  # the tests need no UI; skips building its static files
+    }
+    log = open(home / "server.log", "w+")  # noqa: SIM115  (open while the server runs; closed in finally)
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"Prefect server did not become healthy:\n{log.read()[-4000:]}")
+            time.sleep(0.5)
+
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_HOME: home}):
+                yield env
+    finally:
+        stop_group(server)
+        log.close()
+
+
+@pytest.fixture
+def client(prefect_server: dict[str, str]) -> Iterator[SyncPrefectClient]:
+    """A client of the test's Prefect server."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect_client:
+        yield prefect_client

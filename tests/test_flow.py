@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 import yaml
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -34,14 +30,13 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
+from conftest import PREFECT, stop_group
 from flows.pipeline import STAGES, face_pipeline, select_stages  # first: applies the offline defaults
 
 pytestmark = pytest.mark.timeout(600)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 
 # Every stage item of the tiny pipeline, each expected to execute exactly once.
 EXPECTED_RUNS = Counter(
@@ -153,77 +148,6 @@ sets:
 train:
   epochs: 1
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """End a process started with start_new_session=True together with all its children."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A Prefect server on a free port with its own sqlite database; yields its environment.
-
-    The environment is set for this process (and so for every subprocess a test starts);
-    Prefect froze its settings when it was imported, so they are overridden here as well.
-    """
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_UI_ENABLED": "false",  # the tests need no UI; skips building its static files
-    }
-    log = open(home / "server.log", "w+")
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"Prefect server did not become healthy:\n{log.read()[-4000:]}")
-            time.sleep(0.5)
-
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_HOME: home}):
-                yield env
-    finally:
-        _stop_group(server)
-        log.close()
-
-
-@pytest.fixture
-def client(prefect_server: dict[str, str]) -> Iterator[SyncPrefectClient]:
-    with get_client(sync_client=True) as prefect_client:
-        yield prefect_client
 
 
 @pytest.fixture
@@ -368,7 +292,7 @@ def test_deployment_run_triggered_through_server_completes(
         _assert_up_to_date(tiny_project)
         assert _runs(tiny_project) == EXPECTED_RUNS
     finally:
-        _stop_group(serve)
+        stop_group(serve)
         print(log.read_text()[-6000:])  # pytest shows it when the test failed
 
 
@@ -382,7 +306,7 @@ def test_two_concurrent_runs_do_not_corrupt_the_project(
             run.wait(timeout=300)
     finally:
         for run in runs:
-            _stop_group(run)
+            stop_group(run)
     for run, log in zip(runs, logs):
         assert run.returncode == 0, log.read_text()[-6000:]
     # The runs overlapped and were serialised by the flow lock, not by luck of timing.

@@ -78,7 +78,8 @@ def test_models_without_the_metric_are_left_off_the_chart_but_kept_in_the_table(
     assert sorted(_chart(browser)["models"]) == sorted(with_figure)
     assert browser.evaluate("document.querySelectorAll('#board tbody tr').length") == len(records)
     # Clicking a header sorts the table on that column, best first.
-    browser.evaluate("[...document.querySelectorAll('#board th')].find(c => c.textContent === 'latency_ms').click(); true")
+    browser.evaluate("[...document.querySelectorAll('#board th')]"
+                     ".find(c => c.textContent === 'latency_ms').click(); true")
     shown = browser.evaluate("[...document.querySelectorAll('#board tbody tr')].map(r => r.cells[0].textContent)")
     assert shown == [r["model"] for r in sorted(records, key=lambda r: r["latency_ms"])]
 

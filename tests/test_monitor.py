@@ -20,7 +20,6 @@ from PIL import Image, ImageEnhance
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.logging.handlers import APILogWorker
-from test_flow import client, prefect_server  # noqa: F401  (the real Prefect server, shared with test_flow)
 
 from conftest import CELEBA
 from facerec.config import AlignParams, ConfigError, DetectParams, MonitorParams, parse_params
@@ -36,7 +35,10 @@ from flows.monitor import DriftDetected, face_monitor
 pytestmark = pytest.mark.timeout(1800)
 
 IDENTITIES = 2  # the first CelebA identity folders: 46 real photos
-PARAMS = MonitorParams()
+# Darkening changes 3 of the 14 features by design (brightness, contrast, sharpness); the
+# embeddings of the untrained model drift only by chance (2 to 4 of them). The set counts as
+# drifted from a share its designed effect reaches alone, not from Evidently's default 0.5.
+PARAMS = MonitorParams(drift_share=0.2)
 ALL_FEATURES = [*FEATURES, *(COMPONENT.format(index + 1) for index in range(PARAMS.components))]
 
 
@@ -50,8 +52,8 @@ def photo_sets(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
         (root / "darkened" / "images" / folder.name).mkdir(parents=True)
         for photo in sorted(folder.glob("*.jpg")):
             with Image.open(photo) as image:
-                ImageEnhance.Brightness(image).enhance(0.4).save(root / "darkened" / "images" / folder.name / photo.name,
-                                                                 quality=95)
+                darkened = root / "darkened" / "images" / folder.name / photo.name
+                ImageEnhance.Brightness(image).enhance(0.4).save(darkened, quality=95)
     params = DetectParams(cache=None, workers=1)  # one detector process: for 69 photos, half the time of two
     for name in ("photos", "darkened"):
         detect(root / name / "images", root / name / "detections", params)

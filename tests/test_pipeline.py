@@ -12,7 +12,7 @@ import pytest
 import yaml
 from browser import Chromium
 from prefect.client.orchestration import SyncPrefectClient
-from test_flow import _assert_up_to_date, _leaderboard_artifact_data, client, prefect_server  # noqa: F401
+from test_flow import _assert_up_to_date, _leaderboard_artifact_data
 
 from conftest import run
 from facerec.data.aligned import read_aligned_manifest
@@ -98,7 +98,8 @@ def test_metrics_files_hold_every_leaderboard_figure(small_project):
     assert 0.0 <= evaluation["eer"] <= 0.5
     # View 1: a threshold from the small pairsDevTrain.txt, applied to its 12 pairsDevTest.txt pairs.
     assert evaluation["lfw_view1_pairs_scored"] + evaluation["lfw_view1_pairs_missing"] == 12
-    board = {record["model"]: record for record in json.loads((small_project / "metrics" / "leaderboard.json").read_text())}
+    records = json.loads((small_project / "metrics" / "leaderboard.json").read_text())
+    board = {record["model"]: record for record in records}
     assert set(board) == {model, "dlib_resnet_v1", "facenet_20180408"}
     ours = board[model]
     assert set(ours) == LEADERBOARD_KEYS

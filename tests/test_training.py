@@ -11,6 +11,7 @@ import yaml
 from facerec.config import TrainParams
 from facerec.data.aligned import read_aligned_manifest
 from facerec.models.checkpoints import read_checkpoint
+from facerec.models.heads import build_head
 from facerec.training.loop import train_model
 
 
@@ -26,6 +27,20 @@ def test_each_head_trains_and_its_state_is_saved_with_the_checkpoint(head, small
     assert torch.isfinite(torch.tensor(losses.to_numpy())).all() and len(losses) >= 3
     saved = read_checkpoint(tmp_path / "model.pt")["head_state_dict"]
     assert saved["weight"].shape[0] == result.summary["identities"]
+    # The saved head applies its own margin: against the same centres without a margin, every
+    # target logit is lower and every other logit is the same.
+    without = {"cosface": {"margin": 0.0}, "combined": {"m2": 0.0, "m3": 0.0}, "adaface": {"margin": 0.0}}
+    trained, plain = (build_head(params.embedding_size, len(saved["weight"]), head_params).eval()
+                      for head_params in (params.head, params.head.model_copy(update=without[head["type"]])))
+    trained.load_state_dict(saved)
+    plain.load_state_dict(saved)
+    embeddings = torch.randn(6, params.embedding_size, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(6)
+    with torch.no_grad():
+        margined, unmargined = trained(embeddings, labels), plain(embeddings, labels)
+    target = torch.zeros_like(margined, dtype=torch.bool)
+    target[torch.arange(6), labels] = True
+    assert (margined[target] < unmargined[target]).all() and torch.equal(margined[~target], unmargined[~target])
     if head["type"] == "adaface":
         # The running norm statistics moved away from their initial 20 / 100 and were saved.
         assert saved["norm_mean"].item() != 20.0 and saved["norm_std"].item() != 100.0
@@ -41,7 +56,8 @@ def test_schedules_warm_up_linearly_then_decay_per_iteration():
     assert poly[0] == pytest.approx(0.1) and poly[9] == pytest.approx(1.0)  # warm-up over epoch 1
     assert poly[10] == pytest.approx(1.0) and poly[55] == pytest.approx((1 - 45 / 90) ** 2)
     cosine = _params(schedule="cosine")
-    assert _lr(cosine, steps_per_epoch, 55) == pytest.approx(0.5) and _lr(cosine, steps_per_epoch, 100) == pytest.approx(0)
+    assert _lr(cosine, steps_per_epoch, 55) == pytest.approx(0.5)
+    assert _lr(cosine, steps_per_epoch, 100) == pytest.approx(0)
     step = _params(schedule="step", step_epochs=[4, 8], step_gamma=0.1)
     assert [_lr(step, steps_per_epoch, s) for s in (39, 40, 79, 80)] == pytest.approx([1, 0.1, 0.1, 0.01])
 
