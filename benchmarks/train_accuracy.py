@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from facerec import steps
 from facerec.config import load_params, parse_params
+from facerec.pipeline.evaluate import evaluate
+from facerec.pipeline.train import train
 
 
 def with_changes(raw: dict, changes: list[str]) -> dict:
@@ -55,9 +56,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         started = time.perf_counter()
-        summary = steps.train(aligned, work / "model.pt", work / "history.csv", params.train)
+        summary = train(aligned, work / "model.pt", work / "history.csv", params.train).summary
         train_seconds = time.perf_counter() - started
-        metrics = steps.evaluate(work / "model.pt", None, lfw, pairs, work / "roc.csv", base.evaluate)
+        metrics = evaluate(work / "model.pt", None, lfw, pairs, work / "roc.csv", base.evaluate)
     row = {
         "changes": " ".join(args.changes) or "(params.yaml)",
         "lfw_accuracy": metrics["lfw_accuracy"],

@@ -168,7 +168,7 @@ def test_insightface_train_rec_is_a_training_source(small_project, tmp_path):
     """The small project's aligned faces packed into an insightface-layout train.rec train
     the same way their folder does: one class per person, every face read back."""
     from facerec.data.recordio import pack_record, write_recordio
-    from facerec.steps import train
+    from facerec.pipeline.train import train
 
     aligned_dir = small_project / "data" / "aligned" / "train"
     manifest = read_aligned_manifest(aligned_dir).sort_values("path")
@@ -180,7 +180,7 @@ def test_insightface_train_rec_is_a_training_source(small_project, tmp_path):
 
     raw = yaml.safe_load((small_project / "params.yaml").read_text())["train"]
     params = TrainParams.model_validate({**raw, "epochs": 1, "batch_size": 32, "validation_identities": 0})
-    summary = train(tmp_path / "train.rec", tmp_path / "model.pt", tmp_path / "history.csv", params)
+    summary = train(tmp_path / "train.rec", tmp_path / "model.pt", tmp_path / "history.csv", params).summary
     assert summary["faces"] == len(manifest) and summary["identities"] == len(label_of)
     assert read_checkpoint(tmp_path / "model.pt")["identities"] == [f"{index:07d}" for index in range(len(label_of))]
 

@@ -16,7 +16,7 @@ from facerec.data.aligned import load_crops, read_aligned_manifest
 from facerec.data.lfw import read_pairs
 from facerec.data.verification_bin import VerificationBinError, read_verification_bin, write_verification_bin
 from facerec.models.checkpoints import load_pretrained
-from facerec.steps import evaluate_verification_set
+from facerec.pipeline.evaluate import evaluate_verification_set
 
 
 def _png(crop: np.ndarray) -> bytes:
