@@ -119,7 +119,9 @@ def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote
     listed = json.loads(_facerec(project, "zoo", "list", params["train"]["backbone"], "--json"))
     classifier = summary["identities"] * params["train"]["embedding_size"] / 1e6  # benchmark counts the centres
     assert listed[0]["mparams"] + classifier == pytest.approx(benchmark["mparams"])
-    assert json.loads(_facerec(project, "zoo", "inspect", f"{out}/model.pt"))["arch"] == params["train"]["backbone"]
+    inspected = json.loads(_facerec(project, "zoo", "inspect", f"{out}/model.pt"))
+    assert inspected["recorded_arch"] == params["train"]["backbone"]
+    assert inspected["mparams"] == pytest.approx(benchmark["mparams"])
     _facerec(project, "zoo", "evaluate", "--detections", "data/detections/lfw", "--aligned", "data/aligned/lfw",
              "--out", f"{out}/zoo", "--roc", f"{out}/zoo_roc", "--report", f"{out}/zoo.json", "--params", "cheap.yaml")
     assert _json(out / "zoo" / "ours_as_a_checkpoint.json") == _json(out / "evaluate.json")
