@@ -64,6 +64,7 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.timeout(1800)  # a retraining, two evaluations, a tuning trial and two benchmarks: minutes on 2 cores
 def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote(project_copy, tmp_path):
     """Each `facerec` command on the small project that `dvc repro` built: the commands that
     mirror a stage, given the stage's inputs and params, write the stage's outputs again,
