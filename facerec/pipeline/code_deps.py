@@ -51,7 +51,7 @@ def _imported_modules(path: Path, package: str) -> set[str]:
     return names
 
 
-def _with_packages(root: Path, module: str) -> list[str]:
+def _with_packages(module: str) -> list[str]:
     """``a.b.c`` and the packages Python imports first: ``a``, ``a.b``."""
     parts = module.split(".")
     return [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
@@ -74,7 +74,7 @@ def imported_files(root: Path, script: Path) -> set[Path]:
             if "." not in module and local.is_file():
                 pending.append((local, package))
                 continue
-            for name in _with_packages(root, module):
+            for name in _with_packages(module):
                 file = _module_file(root, name)
                 if file is not None:
                     is_package = file.name == "__init__.py"
