@@ -69,6 +69,13 @@ def make_awkward_corpus(root: Path, face_source: Path = FACE_PHOTO) -> dict[str,
         write(f"Ada/{name}", ACCEPTED, frames[0], save_all=True, append_images=frames[1:],
               duration=100, loop=0)
     write("Ada/bitmap.bmp", ACCEPTED, face)
+    # Netpbm, the format of several classic face databases, and the other still formats.
+    write("Ada/grey.pgm", ACCEPTED, face.convert("L"))
+    write("Ada/colour.ppm", ACCEPTED, face)
+    write("Ada/grey16.pgm", ACCEPTED, Image.fromarray(grey16))
+    write("Ada/ascii.pgm", ACCEPTED, _ascii_pgm(face))
+    for name in ("targa.tga", "paintbrush.pcx", "silicon.sgi", "jpeg2000.jp2", "quite.qoi"):
+        write(f"Ada/{name}", ACCEPTED, face)
     write("Ada/UPPER CASE.JPG", ACCEPTED, face_source.read_bytes())
     write("Ada/folder.jpg/photo.jpg", ACCEPTED, face_source.read_bytes())
     os.symlink("UPPER CASE.JPG", root / "Ada" / "link.jpg")
@@ -88,6 +95,10 @@ def make_awkward_corpus(root: Path, face_source: Path = FACE_PHOTO) -> dict[str,
     write("Bob/tiny.png", "image too small", face.resize((16, 16)))
     write("Bob/bomb.png", "image too large", png_bomb(BOMB_SIDE))
     write("Bob/blank.png", "no face found", Image.new("RGB", face.size, (128, 128, 128)))
+    write("Bob/tiny.pgm", "image too small", face.convert("L").resize((16, 16)))
+    write("Bob/bomb.ppm", "image too large", b"P6\n30000 30000\n255\n" + bytes(64))
+    write("Bob/truncated.ppm", "unreadable image", _encoded(face, "PPM")[:20_000])
+    write("Bob/icon.ico", "not an image", face.resize((64, 64)))
 
     write("stray.jpg", "no identity", face_source.read_bytes())
     return outcomes
@@ -141,6 +152,13 @@ def expected_before_detection(outcomes: dict[str, str]) -> dict[str, str]:
     (a face or none) is ``"decodes"`` to it."""
     return {path: DECODES if outcome in (ACCEPTED, "no face found") else outcome
             for path, outcome in outcomes.items()}
+
+
+def _ascii_pgm(face: Image.Image) -> bytes:
+    """The face as a plain (P2, ASCII) PGM, the variant Pillow does not write."""
+    pixels = np.asarray(face.convert("L"))
+    rows = "\n".join(" ".join(map(str, row)) for row in pixels)
+    return f"P2\n# written by hand\n{face.width} {face.height}\n255\n{rows}\n".encode()
 
 
 def _encoded(image: Image.Image, format: str, **save) -> bytes:

@@ -103,3 +103,39 @@ def test_any_aligned_identity_folder_is_scored_on_every_pair_through_the_cli(sma
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(identities[rows] == identities[columns], scores), abs=1e-4)
     assert 0 < metrics["rank1"] <= metrics["rank5"] <= 1
     assert pd.read_csv(tmp_path / "roc.csv").columns.tolist() == ["fpr", "tpr"]
+
+
+def test_nonmated_people_are_a_tenth_chosen_by_name_whatever_the_order():
+    from facerec.evaluation.protocols import nonmated_identities
+
+    names = pd.Series([f"person_{i:02d}" for i in range(40)] * 2)
+    chosen = nonmated_identities(names)
+    assert len(chosen) == 4 and chosen <= set(names)
+    assert nonmated_identities(names.sample(frac=1, random_state=1)) == chosen
+    assert nonmated_identities(pd.Series(["solo"])) == set()
+    assert len(nonmated_identities(pd.Series(["a", "b"]))) == 1
+
+
+def test_open_set_identification_keeps_the_nonmated_people_out_of_the_gallery():
+    from facerec.evaluation.protocols import identity_set_metrics, nonmated_identities
+
+    rng = np.random.default_rng(0)
+    people = [f"p{i}" for i in range(20)]
+    faces = pd.DataFrame({"identity": [p for p in people for _ in range(3)],
+                          "source": [f"{p}/{k}.jpg" for p in people for k in range(3)]})
+    centres = {p: rng.normal(size=8) for p in people}
+    embeddings = np.stack([centres[p] + 0.05 * rng.normal(size=8) for p in faces["identity"]])
+    metrics, _ = identity_set_metrics(faces, embeddings)
+    outsiders = nonmated_identities(faces["identity"])
+    assert metrics["nonmated_probe_faces"] == 3 * len(outsiders) == 6
+    assert metrics["open_set_gallery_faces"] == len(people) - len(outsiders)
+    assert metrics["mated_probe_faces"] == 2 * (len(people) - len(outsiders))
+    # Well separated people: every mated search is a hit at either threshold.
+    assert metrics["fnir_at_fpir_1e-2"] == metrics["fnir_at_fpir_1e-1"] == 0.0
+    # Enrolling the strangers' look-alikes makes their searches hit: at FPIR 1 % the threshold
+    # rises above the look-alike scores and every mated search near that score misses too.
+    twins = embeddings.copy()
+    outsider_rows = faces["identity"].isin(outsiders).to_numpy()
+    twins[outsider_rows] = embeddings[~outsider_rows][:outsider_rows.sum()]
+    crowded, _ = identity_set_metrics(faces, twins)
+    assert crowded["fnir_at_fpir_1e-2"] > 0.5

@@ -275,3 +275,32 @@ def test_bad_crops_each_fail_their_expectation_by_name(aligned_subset):
         "expect_column_values_to_be_between(column=pixel_std, min_value=2.0, strict_min=True)": [path("grey")],
     }, result.summary()
     assert all(name in result.summary() for name in [*bad, "missing"])
+
+
+def test_a_set_whose_every_photo_is_rejected_ends_in_empty_outputs_and_a_gate_failure_naming_it(tmp_path):
+    from facerec.config import AlignParams, DetectParams, GateParams
+    from facerec.pipeline.align import align
+    from facerec.pipeline.detect import detect
+    from facerec.pipeline.gate import gate
+
+    photos = tmp_path / "photos" / "Ann"
+    photos.mkdir(parents=True)
+    (photos / "notes.jpg").write_text("not a photo")
+    Image.new("L", (16, 16)).save(photos / "tiny.pgm")
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(photos / "blank.ppm")
+    detect_params = DetectParams(cache=None, workers=1)
+    result = detect(tmp_path / "photos", tmp_path / "detections", detect_params)
+    assert result.summary()["accepted"] == 0 and result.summary()["files"] == 3
+    manifest = pd.read_parquet(tmp_path / "detections" / "manifest.parquet")
+    assert manifest.empty and manifest["subject"].dtype == bool and "lm4_y" in manifest
+    rejects = pd.read_parquet(tmp_path / "detections" / "rejects.parquet")
+    assert dict(zip(rejects["path"], rejects["reason"].str.split(":").str[0])) == {
+        "Ann/notes.jpg": "not an image", "Ann/tiny.pgm": "image too small", "Ann/blank.ppm": "no face found"}
+    assert align(tmp_path / "photos", tmp_path / "detections", tmp_path / "aligned", AlignParams(),
+                 detect_params)["faces"] == 0
+    with pytest.raises(GateFailed, match=r"^set 'mine' has no face at all: 3 photos, every one rejected "
+                                         r"\(1 image too small, 1 no face found, 1 not an image\)\n"):
+        gate("mine", tmp_path / "photos", tmp_path / "detections", tmp_path / "aligned", tmp_path / "gate",
+             GateParams(), training_set=False)
+    assert json.loads((tmp_path / "gate" / "mine.json").read_text())["success"] is False
+    assert (tmp_path / "gate" / "mine_rejects.png").stat().st_size > 0

@@ -39,11 +39,13 @@ def test_every_awkward_file_decodes_or_is_rejected_with_its_expected_category(co
 
 @pytest.mark.parametrize("name", ["grey.jpg", "cmyk.jpg", "rgba.png", "palette.png", "grey16.png",
                                   "grey32.tif", "float.tif", "rotated.jpg", "animated.gif",
-                                  "animated.webp", "animated.png", "bitmap.bmp"])
+                                  "animated.webp", "animated.png", "bitmap.bmp", "grey.pgm", "colour.ppm",
+                                  "grey16.pgm", "ascii.pgm", "targa.tga", "paintbrush.pcx", "silicon.sgi",
+                                  "jpeg2000.jp2", "quite.qoi"])
 def test_each_format_decodes_to_the_upright_first_frame_of_the_face(corpus, name):
     root, _ = corpus
     decoded = load_rgb(root / "Ada" / name, **LIMITS).astype(np.float32)
-    if name.startswith(("grey", "float")):
+    if name.startswith(("grey", "float", "ascii")):
         face = np.asarray(Image.open(FACE_PHOTO).convert("L"), dtype=np.float32)[..., None]
     else:
         face = load_rgb(FACE_PHOTO, **LIMITS).astype(np.float32)
@@ -118,7 +120,8 @@ def test_other_pixel_layouts_become_writable_rgb_uint8(tmp_path, mode, extension
     assert decoded.min() >= 250  # white stays white: no channel dropped or inverted
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not a photo\n", b"<html>404</html>", os.urandom(500),
+@pytest.mark.parametrize("content", [b"", b"hello, not a photo\n", b"<html>404</html>",
+                                     np.random.default_rng(0).bytes(500),
                                      b"\x00\x00\x01\x00\x01\x00" + bytes(200)],
                          ids=["empty", "text", "html", "random", "ico header"])
 def test_non_images_with_an_image_extension_are_not_an_image(tmp_path, content):
@@ -129,9 +132,23 @@ def test_non_images_with_an_image_extension_are_not_an_image(tmp_path, content):
 
 def test_formats_outside_photo_formats_are_not_opened(tmp_path):
     # ICO and friends decode while opening, EPS runs Ghostscript: they are not photos anyway.
-    Image.new("RGB", (64, 64), "white").save(tmp_path / "icon.ico")
-    with pytest.raises(ImageRejected, match="^not an image: "):
-        load_rgb(tmp_path / "icon.ico", **LIMITS)
+    for name in ("icon.ico", "drawing.eps"):
+        Image.new("RGB", (64, 64), "white").save(tmp_path / name)
+        with pytest.raises(ImageRejected, match="^not an image: "):
+            load_rgb(tmp_path / name, **LIMITS)
+
+
+def test_every_still_format_pillow_reads_is_a_photo_format():
+    assert {"JPEG", "PNG", "PPM", "TGA", "PCX", "SGI", "JPEG2000", "QOI", "TIFF", "WEBP"} <= set(PHOTO_FORMATS)
+    assert PHOTO_FORMATS[:2] == ("JPEG", "PNG")  # tried first: most photos are these
+
+
+def test_a_one_bit_netpbm_bitmap_becomes_black_and_white_rgb(tmp_path):
+    face = Image.open(FACE_PHOTO).convert("1")  # dithered
+    face.save(tmp_path / "face.pbm")
+    decoded = load_rgb(tmp_path / "face.pbm", **LIMITS)
+    assert decoded.shape == (250, 250, 3) and set(np.unique(decoded)) == {0, 255}
+    assert (decoded[..., 0] == np.asarray(face, dtype=np.uint8) * 255).all()
 
 
 def test_what_is_not_a_readable_file_is_rejected_without_blocking(tmp_path):
@@ -160,7 +177,17 @@ def test_an_unexpected_error_while_decoding_is_a_reject_naming_its_type(tmp_path
         load_rgb(tmp_path / "photo.png", **LIMITS)
 
 
-@pytest.mark.parametrize("format", PHOTO_FORMATS)
+def _writable(format: str) -> bool:
+    try:
+        Image.new("RGB", (120, 100)).save(io.BytesIO(), format)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
+
+
+# Formats Pillow only reads (SUN, PCD, FITS, ...) cannot be made here; their headers are parsed
+# by the same Image.open.
+@pytest.mark.parametrize("format", [name for name in PHOTO_FORMATS if _writable(name)])
 def test_size_limits_are_checked_from_the_header_before_any_pixel_is_decoded(tmp_path, format, monkeypatch):
     path = tmp_path / f"photo.{format.lower()}"
     Image.new("RGB", (120, 100), "white").save(path, format)

@@ -8,7 +8,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
-from facerec.evaluation.metrics import identification_metrics, k_fold_accuracy, roc_curve, verification_metrics
+from facerec.evaluation.metrics import (
+    identification_metrics,
+    k_fold_accuracy,
+    open_set_metrics,
+    roc_curve,
+    verification_metrics,
+)
 
 
 def _scores(seed: int, genuine: int, impostor: int, ties: bool = False):
@@ -110,3 +116,52 @@ def test_identification_ranks_match_brute_force():
 def test_identification_refuses_probes_of_unknown_identities():
     with pytest.raises(ValueError, match="missing from the gallery"):
         identification_metrics(np.eye(2), ["a", "b"], np.eye(2), ["a", "c"])
+
+
+def _unit(angle_degrees: float) -> np.ndarray:
+    angle = np.radians(angle_degrees)
+    return np.array([np.cos(angle), np.sin(angle)], dtype=np.float32)
+
+
+def test_open_set_fnir_at_fpir_counts_misses_at_the_threshold_the_nonmated_searches_set():
+    gallery = np.stack([_unit(0), _unit(90)])
+    # Mated searches: A found at cosine 0.98, A found at 0.77, B matched to A (a miss at any threshold).
+    mated = np.stack([_unit(11), _unit(40), _unit(30)])
+    # Ten strangers; best gallery scores cos(10°)=0.985, cos(35°)=0.82, then eight far below.
+    strangers = np.stack([_unit(10), _unit(35), *[_unit(-80 - i) for i in range(8)]])
+    figures = open_set_metrics(gallery, ["A", "B"], mated, ["A", "A", "B"], strangers)
+    # FPIR 10 % allows one false positive: the threshold sits just above 0.82, so only the
+    # 0.98 search is a hit. FPIR 1 % allows none: the threshold is above 0.985, so all miss.
+    assert figures["fnir_at_fpir_1e-1"] == pytest.approx(2 / 3)
+    assert figures["fnir_at_fpir_1e-2"] == 1.0
+
+
+def test_open_set_metrics_match_a_search_written_out_by_hand():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(30, 16))
+    gallery_ids = np.arange(30)
+    gallery = centres + 0.3 * rng.normal(size=centres.shape)
+    mated_ids = rng.integers(0, 30, 200)
+    mated = centres[mated_ids] + 0.6 * rng.normal(size=(200, 16))
+    strangers = rng.normal(size=(150, 16))
+    figures = open_set_metrics(gallery, gallery_ids, mated, mated_ids, strangers)
+
+    def normed(rows):
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    stranger_best = (normed(strangers) @ normed(gallery).T).max(1)
+    similarity = normed(mated) @ normed(gallery).T
+    for key, target in (("fnir_at_fpir_1e-2", 0.01), ("fnir_at_fpir_1e-1", 0.1)):
+        # The lowest threshold among the observed scores (and just above them) with FPIR <= target.
+        candidates = sorted(np.r_[stranger_best, np.nextafter(stranger_best, np.inf)])
+        threshold = next(t for t in candidates if np.mean(stranger_best >= t) <= target)
+        misses = [not (similarity[i].argmax() == mated_ids[i] and similarity[i].max() >= threshold)
+                  for i in range(200)]
+        assert figures[key] == pytest.approx(np.mean(misses))
+    assert 0 < figures["fnir_at_fpir_1e-2"] < 1 and figures["fnir_at_fpir_1e-1"] <= figures["fnir_at_fpir_1e-2"]
+
+
+def test_open_set_metrics_without_nonmated_searches_have_no_threshold():
+    gallery = np.eye(2, dtype=np.float32)
+    figures = open_set_metrics(gallery, ["A", "B"], gallery, ["A", "B"], np.zeros((0, 2), np.float32))
+    assert figures == {"fnir_at_fpir_1e-2": None, "fnir_at_fpir_1e-1": None}

@@ -7,7 +7,8 @@ stable category followed by a colon, so that rejects can be counted by
 - ``file not found``: nothing at the path (or a broken symbolic link);
 - ``not a file``: a directory, FIFO, socket or device;
 - ``unreadable file``: the operating system refuses to read it (permissions, I/O error);
-- ``not an image``: empty, text, or a format other than :data:`PHOTO_FORMATS`;
+- ``not an image``: empty, text, or not one of :data:`PHOTO_FORMATS` (every still format
+  Pillow decodes);
 - ``image too large``: more pixels than allowed, refused from the header alone;
 - ``image too small``: a side shorter than allowed;
 - ``unreadable image``: a recognised format that fails to decode (truncated, corrupt), or
@@ -25,11 +26,15 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 Image.init()
-# The formats a photo set may hold. Restricting PIL to them keeps Image.open to parsing
-# headers: some other plugins decode pixels while opening (ICO) or start external
-# programs (EPS). AVIF is kept only where this Pillow build can read it.
-PHOTO_FORMATS = tuple(name for name in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
-                      if name in Image.OPEN)
+# Pillow's readers that are not for photos: EPS starts Ghostscript, icons decode their pixels
+# while opening (so the size guard would come too late) and report icon sizes, and the stubs
+# and MPEG only identify files that Pillow cannot decode.
+_NOT_PHOTOS = {"EPS", "ICO", "CUR", "ICNS", "BUFR", "GRIB", "HDF5", "WMF", "MPEG", "IPTC"}
+# Every still format Pillow decodes (Netpbm's PGM/PPM/PBM, TGA, PCX, SGI, JPEG 2000, QOI, ...),
+# the common ones first: Image.open tries them in this order.
+PHOTO_FORMATS = tuple(dict.fromkeys(
+    [name for name in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "PPM") if name in Image.OPEN]
+    + sorted(set(Image.OPEN) - _NOT_PHOTOS)))
 
 
 class ImageRejected(Exception):
@@ -74,7 +79,7 @@ def load_rgb(path: str | Path, max_pixels: int, min_side: int) -> np.ndarray:
     except ImageRejected:
         raise
     except UnidentifiedImageError:
-        raise ImageRejected(f"not an image: not a {', '.join(PHOTO_FORMATS)} file") from None
+        raise ImageRejected("not an image: no still image format that Pillow reads") from None
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"image too large: {error}") from None
     except Exception as error:  # noqa: BLE001  (any decoder failure is this file's fault)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 FAR_TARGETS = {"tar_at_far_1e-2": 1e-2, "tar_at_far_1e-3": 1e-3, "tar_at_far_1e-4": 1e-4}
+# Open-set identification as NIST FRVT reports 1:N search: misses at a false-positive rate.
+FPIR_TARGETS = {"fnir_at_fpir_1e-2": 1e-2, "fnir_at_fpir_1e-1": 1e-1}
 
 
 class ImpostorTally:
@@ -214,6 +216,43 @@ def identification_metrics(gallery_emb: np.ndarray, gallery_ids, probe_emb: np.n
         true_score = per_identity[np.arange(per_identity.shape[0]), truth[start:start + chunk_size]]
         ranks[start:start + chunk_size] = (per_identity > true_score[:, None]).sum(1) + 1
     return {"rank1": float(np.mean(ranks <= 1)), "rank5": float(np.mean(ranks <= 5))}
+
+
+def open_set_metrics(gallery_emb: np.ndarray, gallery_ids, mated_emb: np.ndarray, mated_ids,
+                     nonmated_emb: np.ndarray, chunk_size: int = 4096) -> dict[str, float | None]:
+    """Open-set identification (1:N search with a threshold), FRVT's figures at rank 1.
+
+    Every probe is searched against the whole gallery and returns its best match. A
+    non-mated probe (its person is not enrolled) is a false positive when that score reaches
+    the threshold; a mated probe is a miss unless its best match is its own identity at or
+    above the threshold. For each FPIR target the threshold is the lowest that keeps the
+    false-positive share at or under it, and FNIR is the share of mated misses there (None
+    when there are no non-mated probes to set it)."""
+    gallery = _l2_normalise(gallery_emb)
+    gallery_ids = np.asarray(gallery_ids)
+
+    def best_matches(probe_emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probes = _l2_normalise(probe_emb)
+        scores, matches = np.empty(len(probes), np.float32), np.empty(len(probes), np.int64)
+        for start in range(0, len(probes), chunk_size):
+            similarity = probes[start:start + chunk_size] @ gallery.T
+            matches[start:start + chunk_size] = similarity.argmax(1)
+            scores[start:start + chunk_size] = similarity.max(1)
+        return scores, matches
+
+    mated_score, mated_match = best_matches(mated_emb)
+    found = gallery_ids[mated_match] == np.asarray(mated_ids)
+    nonmated_score = np.sort(best_matches(nonmated_emb)[0])[::-1]
+    metrics: dict[str, float | None] = {}
+    for key, target in FPIR_TARGETS.items():
+        allowed = int(np.floor(target * len(nonmated_score)))  # false positives the target permits
+        if not len(nonmated_score):
+            metrics[key] = None
+            continue
+        threshold = (np.nextafter(nonmated_score[allowed], np.float32(np.inf)) if allowed < len(nonmated_score)
+                     else -np.inf)
+        metrics[key] = float(np.mean(~(found & (mated_score >= threshold))))
+    return metrics
 
 
 def _l2_normalise(embeddings: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -9,13 +10,18 @@ import pandas as pd
 
 from facerec.evaluation.metrics import (
     FAR_TARGETS,
+    FPIR_TARGETS,
     ImpostorTally,
     best_threshold,
     identification_metrics,
     k_fold_accuracy,
     metrics_from_roc,
+    open_set_metrics,
     verification_metrics,
 )
+
+# Share of an identity set's people searched for without being enrolled (open-set probes).
+NONMATED_SHARE = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,31 @@ def gallery_probe_split(sources: pd.Series, identities: pd.Series) -> np.ndarray
     return (frame["source"] == first.reindex(frame.index)).to_numpy()
 
 
+def nonmated_identities(identities: pd.Series, share: float = NONMATED_SHARE) -> set[str]:
+    """The people kept out of the open-set gallery: the ``share`` of them (at least one when
+    there are two or more) whose names hash lowest: the choice depends on the set of names
+    only, not on the order the faces are listed in."""
+    names = sorted(set(identities), key=lambda name: hashlib.sha256(str(name).encode()).hexdigest())
+    count = max(1, round(share * len(names))) if len(names) >= 2 else 0
+    return set(names[:count])
+
+
+def open_set_identification(faces: pd.DataFrame, embeddings: np.ndarray, share: float = NONMATED_SHARE) -> dict:
+    """FNIR at FPIR 1 % and 10 % of an identity set: the non-mated people's every face
+    searched against a gallery of everyone else (each person's first image by
+    :func:`gallery_probe_split`), the enrolled people's other faces as mated searches."""
+    outsiders = faces["identity"].isin(nonmated_identities(faces["identity"], share)).to_numpy()
+    enrolled = faces[~outsiders]
+    gallery_of_enrolled = gallery_probe_split(enrolled["source"], enrolled["identity"])
+    gallery = np.flatnonzero(~outsiders)[gallery_of_enrolled]
+    mated = np.flatnonzero(~outsiders)[~gallery_of_enrolled]
+    identities = faces["identity"].to_numpy()
+    figures = open_set_metrics(embeddings[gallery], identities[gallery], embeddings[mated], identities[mated],
+                               embeddings[outsiders])
+    return {**figures, "open_set_gallery_faces": int(len(gallery)), "mated_probe_faces": int(len(mated)),
+            "nonmated_probe_faces": int(outsiders.sum())}
+
+
 def view1_accuracy(dev_train: pd.DataFrame, dev_test: pd.DataFrame, by_source: dict[str, np.ndarray]) -> dict:
     """LFW View 1 for a model trained elsewhere: the threshold of best accuracy on
     pairsDevTrain, applied to pairsDevTest."""
@@ -117,7 +148,9 @@ def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFr
     metrics.update({key: every_pair[key] for key in FAR_TARGETS})
     metrics.update({"all_pairs_roc_auc": every_pair["roc_auc"], "all_pairs_eer": every_pair["eer"],
                     **{key: every_pair[key] for key in ("genuine_pairs", "impostor_pairs", "rank1", "rank5",
-                                                        "faces", "gallery_faces", "probe_faces")}})
+                                                        "faces", "gallery_faces", "probe_faces", *FPIR_TARGETS,
+                                                        "open_set_gallery_faces", "mated_probe_faces",
+                                                        "nonmated_probe_faces")}})
     metrics.update({"lfw_pairs_scored": int(len(scored)), "lfw_pairs_missing": int(missing)})
     if view1 is not None:
         metrics.update(view1_accuracy(*view1, by_source))
@@ -128,8 +161,8 @@ def identity_set_metrics(faces: pd.DataFrame, embeddings: np.ndarray) -> tuple[d
     """The protocol for any set of faces labelled by identity (``source``, ``identity``),
     row-aligned with ``embeddings``: verification over every pair (all genuine and all
     impostor pairs, counted exactly by :func:`all_pairs_tally`, so TAR@FAR is measured down
-    to 1/impostors), and Rank-1/5 with :func:`gallery_probe_split`. Returns (metrics, ROC
-    for plotting)."""
+    to 1/impostors), Rank-1/5 with :func:`gallery_probe_split`, and open-set FNIR at FPIR
+    (:func:`open_set_identification`). Returns (metrics, ROC for plotting)."""
     identities = faces["identity"].to_numpy()
     tally = all_pairs_tally(embeddings, identities)
     fpr, tpr, _ = tally.roc()
@@ -142,6 +175,7 @@ def identity_set_metrics(faces: pd.DataFrame, embeddings: np.ndarray) -> tuple[d
                                           embeddings[probe], identities[probe]))
     metrics.update({"faces": int(len(faces)), "identities": int(faces["identity"].nunique()),
                     "gallery_faces": int(gallery.sum()), "probe_faces": int(probe.sum())})
+    metrics.update(open_set_identification(faces, embeddings))
     return metrics, roc_for_plot(fpr, tpr)
 
 

@@ -28,7 +28,7 @@ from facerec.data.images import ImageRejected, load_rgb
 from facerec.data.sources import PhotoFile, iter_photos
 from facerec.faces.cache import ResultCache, file_digest, fingerprint
 from facerec.faces.detectors import Detector, Face, build_detector
-from facerec.faces.manifest import LANDMARK_COLUMNS, MANIFEST_COLUMNS, REJECT_COLUMNS
+from facerec.faces.manifest import LANDMARK_COLUMNS, REJECT_COLUMNS, manifest_frame
 from facerec.runtime.parallel import bounded_map
 
 log = logging.getLogger(__name__)
@@ -262,10 +262,13 @@ def detect_photos(source: str | Path, params: DetectParams) -> DetectionResult:
     if cache:
         cache.close()
     result = DetectionResult(
-        manifest=pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values(["path", "face"], ignore_index=True),
+        manifest=manifest_frame(rows),
         rejects=pd.DataFrame(rejected, columns=REJECT_COLUMNS).sort_values("path", ignore_index=True),
         seconds=time.perf_counter() - started, cached=cached,
     )
     log.info("accepted %d photos (%d faces), rejected %d, %d from the cache, in %.0f s",
              result.manifest["subject"].sum(), len(result.manifest), len(result.rejects), cached, result.seconds)
+    if result.manifest.empty:
+        log.warning("no face in any photo of %s: all %d are in the rejects with their reasons", source,
+                    len(result.rejects))
     return result

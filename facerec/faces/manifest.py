@@ -16,6 +16,16 @@ LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
 MANIFEST_COLUMNS = ["path", "identity", "face", "subject", "faces", "width", "height", "score",
                     "x1", "y1", "x2", "y2", *LANDMARK_COLUMNS, "whole_image"]
 REJECT_COLUMNS = ["path", "identity", "reason"]
+# Typed even when a set has no face at all, so that an empty manifest reads like a full one.
+MANIFEST_DTYPES = {"path": "object", "identity": "object", "face": "int64", "subject": "bool", "faces": "int64",
+                   "width": "int64", "height": "int64", "score": "float64",
+                   **dict.fromkeys(["x1", "y1", "x2", "y2", *LANDMARK_COLUMNS], "float64"), "whole_image": "bool"}
+
+
+def manifest_frame(rows: list[dict]) -> pd.DataFrame:
+    """The manifest of ``rows`` (one dict per face) with its columns and types, sorted by photo."""
+    frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype(MANIFEST_DTYPES)
+    return frame.sort_values(["path", "face"], ignore_index=True)
 
 
 def subjects(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -44,8 +44,16 @@ def gate(name: str, images: Path, detections: Path, aligned_dir: Path, out_dir: 
     for result in results:
         log.info("%s", result.summary())
         if not result.success:
-            raise GateFailed(result)
+            raise GateFailed(result, _no_faces(name, rejects) if manifest.empty else None)
     return verdict
+
+
+def _no_faces(name: str, rejects: pd.DataFrame) -> str:
+    # Most frequent first, ties by name: the same sentence on every run.
+    reasons = rejects["reason"].str.split(":").str[0].value_counts().sort_index().sort_values(
+        ascending=False, kind="stable")
+    counted = ", ".join(f"{count} {reason}" for reason, count in reasons.items()) or "the set is empty"
+    return f"set {name!r} has no face at all: {len(rejects)} photos, every one rejected ({counted})"
 
 
 def command(name: Annotated[str, typer.Option(help="the set's name, used in the output file names")],
@@ -62,5 +70,6 @@ def command(name: Annotated[str, typer.Option(help="the set's name, used in the 
     try:
         print_record(gate(name, images, detections, aligned, out, section(params, "gate", GateParams), training_set))
     except GateFailed as failure:
-        typer.echo(f"data gate failed; full results in {out / (name + '.validation.json')}\n{failure}", err=True)
+        typer.echo(f"data gate of set {name!r} failed; full results in {out / (name + '.validation.json')}\n"
+                   f"{failure}", err=True)
         raise typer.Exit(1) from None

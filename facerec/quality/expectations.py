@@ -67,10 +67,11 @@ class GateResult:
 
 
 class GateFailed(Exception):
-    """A gate failed; ``result`` holds the details and ``str()`` is its summary."""
+    """A gate failed; ``result`` holds the details and ``str()`` is its summary (after a
+    headline, when the caller knows the cause in a sentence)."""
 
-    def __init__(self, result: GateResult) -> None:
-        super().__init__(result.summary())
+    def __init__(self, result: GateResult, headline: str | None = None) -> None:
+        super().__init__("\n".join(filter(None, [headline, result.summary()])))
         self.result = result
 
 
@@ -82,6 +83,8 @@ def detections_suite() -> gx.ExpectationSuite:
     subject_rows = Column("subject") == True  # noqa: E712
     expectations = [
         E.ExpectTableColumnsToMatchSet(column_set=DETECTION_COLUMNS, exact_match=False),
+        # A set whose every photo was rejected (or held no face) is unusable, whatever it is for.
+        E.ExpectTableRowCountToBeBetween(min_value=1),
         E.ExpectColumnValuesToNotBeNull(column="path"),
         E.ExpectCompoundColumnsToBeUnique(column_list=["path", "face"]),
         # One subject per photo: several faces of a photo share its path, subjects may not.
@@ -188,8 +191,9 @@ def crop_stats(aligned_dir: Path, paths: pd.Series) -> pd.DataFrame:
         except Exception:  # noqa: BLE001  (missing, not a JPEG, truncated: all are "unreadable")
             pass
         rows.append(row)
-    return pd.DataFrame(rows).astype({"height": "Int64", "width": "Int64", "channels": "Int64",
-                                      "pixel_std": "float64"})
+    columns = ["path", "readable", "height", "width", "channels", "pixel_std"]
+    return pd.DataFrame(rows, columns=columns).astype({"readable": "bool", "height": "Int64", "width": "Int64",
+                                                       "channels": "Int64", "pixel_std": "float64"})
 
 
 def _run_gate(name: str, parts: list[tuple[str, pd.DataFrame, gx.ExpectationSuite, str]]) -> GateResult:
