@@ -1,9 +1,11 @@
-"""One training attempt, scored on LFW: the tool behind the attempts table in docs/training.md.
+"""One training attempt, scored on every evaluation set: the tool behind the attempts table in
+docs/training.md.
 
 Trains with ``params.yaml``'s ``train`` section changed by ``--set key=value`` (dotted keys,
-YAML values), on the aligned training set the pipeline already produced, then scores the
-checkpoint on LFW View-2 exactly as the evaluate stage does, and appends one row (the
-changes, LFW accuracy, validation score, train seconds) to ``--table``.
+YAML values), on the aligned training set the pipeline already produced (less the people
+held out for evaluation), then scores the checkpoint on each evaluation set folder the
+evalset stage wrote, exactly as the evaluate stage does, and appends one row (the changes,
+LFW accuracy, the held-out figures, validation score, train seconds) to ``--table``.
 
     python benchmarks/train_accuracy.py --set backbone=iresnet18 --set stem_stride=2 \\
         --set epochs=12 --table benchmarks/results/train_accuracy.tsv
@@ -22,6 +24,8 @@ import pandas as pd
 import yaml
 
 from facerec.config import load_params, parse_params
+from facerec.evaluation.sets import read_evaluation_set
+from facerec.models.zoo import ModelRef
 from facerec.pipeline.evaluate import evaluate
 from facerec.pipeline.train import train
 
@@ -51,25 +55,27 @@ def main() -> None:
     params = parse_params(with_changes(raw, args.changes), str(params_path))
     base = load_params(params_path)
     aligned = Path("data/aligned") / params.data.train_set
-    lfw = Path("data/aligned") / params.data.eval_set
-    pairs = (params_path.parent / params.data.lfw_pairs).resolve()
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         started = time.perf_counter()
-        summary = train(aligned, work / "model.pt", work / "history.csv", params.train).summary
+        summary = train(aligned, work / "model.pt", work / "history.csv", params.train,
+                        params.data.holdout_identities).summary
         train_seconds = time.perf_counter() - started
-        metrics = evaluate(work / "model.pt", None, lfw, pairs, work / "roc.csv", base.evaluate)
-    row = {
-        "changes": " ".join(args.changes) or "(params.yaml)",
-        "lfw_accuracy": metrics["lfw_accuracy"],
-        "lfw_accuracy_std": metrics.get("lfw_accuracy_std"),
-        "roc_auc": metrics.get("roc_auc"),
+        model = ModelRef("attempt", None, work / "model.pt")
+        scored = {name: evaluate(model, read_evaluation_set(Path("data/evalsets") / name), base.evaluate)[0]
+                  for name in base.evaluate.sets}
+    row = {"changes": " ".join(args.changes) or "(params.yaml)"}
+    for name, figures in scored.items():
+        for key in ("lfw_accuracy", "bin_accuracy", "roc_auc", "tar_at_far_1e-3", "rank1", "fnir_at_fpir_1e-2"):
+            if key in figures:
+                row[f"{name}_{key}"] = figures[key]
+    row.update({
         "validation": summary.get(f"validation_{params.train.validation_metric}"),
         "steps": summary["steps"],
         "best_step": summary.get("best_step"),
         "train_minutes": round(train_seconds / 60, 1),
         "samples_per_second": summary["samples_per_second"],
-    }
+    })
     print(json.dumps(row))
     args.table.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([row]).to_csv(args.table, sep="\t", index=False, mode="a", header=not args.table.exists())

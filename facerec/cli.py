@@ -18,8 +18,8 @@ from facerec.pipeline import (
     benchmark_zoo,
     detect,
     detect_report,
+    evalset,
     evaluate,
-    evaluate_zoo,
     gate,
     leaderboard,
     monitor,
@@ -37,11 +37,12 @@ zoo_app = typer.Typer(help="The model zoo: registered architectures and checkpoi
 app.add_typer(zoo_app, name="zoo")
 
 for _name, _module in [("detect", detect), ("align", align), ("gate", gate), ("detect-report", detect_report),
-                       ("train", train), ("tune", tune), ("evaluate", evaluate), ("benchmark", benchmark),
+                       ("train", train), ("tune", tune), ("evalset", evalset), ("evaluate", evaluate),
+                       ("benchmark", benchmark),
                        ("leaderboard", leaderboard), ("monitor", monitor)]:
     app.command(_name)(_module.command)
 app.command("evaluate-folder")(evaluate.folder_command)
-zoo_app.command("evaluate")(evaluate_zoo.command)
+zoo_app.command("evaluate")(evaluate.zoo_command)
 zoo_app.command("benchmark")(benchmark_zoo.command)
 
 

@@ -6,8 +6,9 @@ wrong type raises :class:`ConfigError` naming the dotted key (``train.head.margi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +18,17 @@ from facerec.registry import BACKBONES, DETECTORS, HEADS, PEERS
 
 class ConfigError(ValueError):
     """params.yaml is invalid; the message names every offending key."""
+
+
+def _file_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
+        raise ValueError(f"{name!r}: names of sets and models become file and stage names: use letters, digits, "
+                         "_ and . only")
+    return name
+
+
+# A set's or model's name: part of file names and of DVC's stage names (``evaluate_zoo@<model>-<set>``).
+Name = Annotated[str, AfterValidator(_file_name)]
 
 
 # Names of the pluggable parts, checked against their registries (facerec.registry).
@@ -35,21 +47,36 @@ class _Section(BaseModel):
     RESULT_NEUTRAL: ClassVar[tuple[str, ...]] = ()
 
 
+class PhotoSet(_Section):
+    """A folder (or list) of photos that goes through detect, align and gate."""
+
+    images: Path = Field(description="folder of identity sub-folders of photos, or a .csv/.parquet list "
+                                     "with columns path, identity")
+    detect: dict[str, Any] = Field(
+        default_factory=dict,
+        description="detect options for this set over the detect section, e.g. {whole_image_fallback: true, "
+                    "min_face_size: 20} for tight crops")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, value: object) -> object:
+        if isinstance(value, (str, Path)):
+            raise ValueError(f"give the set as {{images: {value}}} (dvc.yaml reads its images key)")
+        return value
+
+
 class DataParams(_Section):
-    sets: dict[str, Path] = Field(
-        description="name -> folder of raw photos, one sub-folder per identity"
-    )
+    sets: dict[Name, PhotoSet] = Field(
+        description="name -> photo set ({images: folder or list, detect: per-set detect options})")
     train_set: str = Field("train", description="which of `sets` trains the model")
-    eval_set: str = Field("lfw", description="which of `sets` holds the LFW images")
-    lfw_pairs: Path = Field(description="LFW View 2 pairs.txt")
-    lfw_view1_pairs: list[Path] = Field(
-        [], description="LFW View 1 [pairsDevTrain.txt, pairsDevTest.txt]; empty: View 1 is not scored",
-        min_length=0, max_length=2)
+    holdout_identities: int = Field(
+        0, ge=0, description="people of train_set kept out of training (chosen by name), for an evaluation "
+                             "set of kind identities with people: heldout")
 
     @model_validator(mode="after")
-    def _view1_is_a_train_test_pair(self) -> "DataParams":
-        if len(self.lfw_view1_pairs) == 1:
-            raise ValueError("lfw_view1_pairs: give both files, [pairsDevTrain.txt, pairsDevTest.txt], or none")
+    def _train_set_exists(self) -> "DataParams":
+        if self.train_set not in self.sets:
+            raise ValueError(f"train_set: {self.train_set!r} is not one of sets: {', '.join(self.sets)}")
         return self
 
 
@@ -212,6 +239,47 @@ class TrainParams(_Section):
         return {"stem_stride": self.stem_stride} if self.stem_stride != 1 else {}
 
 
+class LfwSet(_Section):
+    """LFW's protocol on a photo set: View 2's 10 folds of pairs.txt (View 1 too when given),
+    plus every pair and Rank-1/5 and open-set search among the protocol's faces."""
+
+    kind: Literal["lfw"]
+    photos: str = Field(description="the data.sets entry holding the images that the pairs files name")
+    pairs: Path = Field(description="View 2 pairs.txt")
+    view1_pairs: list[Path] = Field(
+        [], description="View 1 [pairsDevTrain.txt, pairsDevTest.txt]; empty: View 1 is not scored",
+        min_length=0, max_length=2)
+
+    @model_validator(mode="after")
+    def _view1_is_a_train_test_pair(self) -> "LfwSet":
+        if len(self.view1_pairs) == 1:
+            raise ValueError("view1_pairs: give both files, [pairsDevTrain.txt, pairsDevTest.txt], or none")
+        return self
+
+
+class IdentitiesSet(_Section):
+    """People of a photo set: every genuine and impostor pair, Rank-1/5 (each person's first
+    photo is the gallery) and open-set FNIR at FPIR (a tenth of the people not enrolled)."""
+
+    kind: Literal["identities"]
+    photos: str = Field(description="the data.sets entry")
+    people: Literal["all", "heldout"] = Field(
+        "all", description="heldout: only the data.holdout_identities people that training never sees")
+    pairs: Path | None = Field(
+        None, description="a pairs file scored 10-fold too (pairs_accuracy): LFW's pairs.txt format, or a .csv "
+                          "with columns path1, path2, genuine and optionally fold (paths as in the photo set)")
+
+
+class BinSet(_Section):
+    """An insightface verification set (lfw.bin, cfp_fp.bin, agedb_30.bin): 10 folds of its pairs."""
+
+    kind: Literal["bin"]
+    path: Path = Field(description="the .bin file")
+
+
+EvaluationSet = Annotated[LfwSet | IdentitiesSet | BinSet, Field(discriminator="kind")]
+
+
 class EvaluateParams(_Section):
     RESULT_NEUTRAL = ("num_threads",)  # inference gives the same bits on 1 or 2 threads
 
@@ -219,7 +287,8 @@ class EvaluateParams(_Section):
     batch_size: int = Field(128, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     num_threads: int = Field(2, ge=1)
-    verification_sets: list[Path] = []  # insightface .bin sets (lfw.bin, cfp_fp.bin, agedb_30.bin)
+    sets: dict[Name, EvaluationSet] = Field(
+        default_factory=dict, description="name -> evaluation set; every model is scored on each")
 
 
 class BenchmarkParams(_Section):
@@ -233,7 +302,7 @@ class ZooEntry(_Section):
     """A published model to rank beside ours: a registered architecture with its weights file,
     or a peer whose weights ship in a package (``facerec.models.peers``, no path)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="its name on the leaderboard")
+    name: Name = Field(description="its name on the leaderboard (the key in params.yaml's zoo)")
     arch: str = Field(description="a registered architecture (`facerec zoo list`) or a peer")
     path: Path | None = Field(None, description="the checkpoint file (any layout `facerec zoo inspect` reads)")
 
@@ -354,17 +423,56 @@ class Params(_Section):
     leaderboard: LeaderboardParams = LeaderboardParams()
     monitor: MonitorParams = MonitorParams()
     tune: TuneParams = TuneParams()
-    zoo: list[ZooEntry] = Field(default_factory=list, description="published models ranked beside ours")
+    zoo: dict[Name, ZooEntry] = Field(
+        default_factory=dict, description="name -> published model ranked beside ours ({arch, path})")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zoo_names_from_keys(cls, raw: object) -> object:
+        # The name is the key (dvc.yaml's matrix names stages by it); the entry carries it too.
+        if isinstance(raw, dict) and isinstance(raw.get("zoo"), dict):
+            raw = {**raw, "zoo": {name: {**entry, "name": name} if isinstance(entry, dict) else entry
+                                  for name, entry in raw["zoo"].items()}}
+        return raw
 
     @model_validator(mode="after")
     def _distinct_names(self) -> "Params":
-        names = [entry.name for entry in self.zoo]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"zoo names must be distinct: {', '.join(repeated)} repeated")
-        if self.train.model_name in names:
+        if self.train.model_name in self.zoo:
             raise ValueError(f"zoo name {self.train.model_name!r} is train.model_name: the two would share files")
         return self
+
+    @model_validator(mode="after")
+    def _evaluation_sets_name_photo_sets(self) -> "Params":
+        for name, spec in self.evaluate.sets.items():
+            if isinstance(spec, BinSet):
+                continue
+            if spec.photos not in self.data.sets:
+                raise ValueError(f"evaluate.sets.{name}.photos: {spec.photos!r} is not one of data.sets: "
+                                 f"{', '.join(self.data.sets)}")
+            if isinstance(spec, IdentitiesSet) and spec.people == "heldout" and (
+                    spec.photos != self.data.train_set or not self.data.holdout_identities):
+                raise ValueError(f"evaluate.sets.{name}: people: heldout needs photos: {self.data.train_set} "
+                                 "(data.train_set) and data.holdout_identities > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _per_set_detect_options_are_detect_options(self) -> "Params":
+        for name in self.data.sets:
+            self.detect_params(name)
+        return self
+
+    def detect_params(self, photo_set: str) -> DetectParams:
+        """The detect options of one photo set: its own over the detect section's."""
+        overrides = self.data.sets[photo_set].detect
+        neutral = sorted(set(overrides) & set(DetectParams.RESULT_NEUTRAL))
+        if neutral:
+            raise ValueError(f"data.sets.{photo_set}.detect: {', '.join(neutral)} only change speed; "
+                             "set them in the detect section")
+        try:
+            return DetectParams.model_validate({**self.detect.model_dump(), **overrides})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}" for item in error.errors())
+            raise ValueError(f"data.sets.{photo_set}.detect: {problems}") from None
 
     @model_validator(mode="after")
     def _monitored_set_exists(self) -> "Params":

@@ -100,8 +100,9 @@ def save_experiment(name: str, project: Path) -> None:
 
 
 def parameter_overrides(overrides: dict[str, Any] | None, data_sets: dict[str, str] | None) -> list[str]:
-    """``dvc exp run -S`` assignments: dotted params.yaml keys, plus data folders as ``data.sets.<name>``."""
-    assignments = {**(overrides or {}), **{f"data.sets.{name}": folder for name, folder in (data_sets or {}).items()}}
+    """``dvc exp run -S`` assignments: dotted params.yaml keys, plus photo folders as ``data.sets.<name>.images``."""
+    assignments = {**(overrides or {}),
+                   **{f"data.sets.{name}.images": folder for name, folder in (data_sets or {}).items()}}
     # YAML flow values, so that lists and booleans reach params.yaml with their types.
     return [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
             for key, value in assignments.items()]

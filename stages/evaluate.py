@@ -1,4 +1,4 @@
-"""DVC stage evaluate: LFW metrics of our model.
+"""DVC stages evaluate and evaluate_zoo: one model (ours, a zoo entry) on one evaluation set.
 
 It runs `facerec.pipeline.evaluate.command`, which the `facerec` CLI registers too."""
 

@@ -101,10 +101,12 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     write_small_train_set(root / "data" / "train", identities)
     write_small_lfw(root / "data" / "lfw", pairs_per_class)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"]["sets"] = {"train": str(root / "data" / "train"), "lfw": str(root / "data" / "lfw" / "images")}
-    params["data"]["lfw_pairs"] = str(root / "data" / "lfw" / "pairs.txt")
-    params["data"]["lfw_view1_pairs"] = [str(root / "data" / "lfw" / name)
-                                         for name in ("pairsDevTrain.txt", "pairsDevTest.txt")]
+    params["data"]["sets"] = {"train": {"images": str(root / "data" / "train")},
+                              "lfw": {"images": str(root / "data" / "lfw" / "images")}}
+    params["data"]["holdout_identities"] = 3
+    params["evaluate"]["sets"]["lfw"].update(
+        pairs=str(root / "data" / "lfw" / "pairs.txt"),
+        view1_pairs=[str(root / "data" / "lfw" / name) for name in ("pairsDevTrain.txt", "pairsDevTest.txt")])
     params["train"].update(epochs=1, batch_size=32, warmup_epochs=0.2, validation_identities=3)
     params["benchmark"].update(warmup_runs=3, timed_runs=20, throughput_batch_sizes=[8])
     params["tune"].update(n_trials=2, epochs=1, identities=None)

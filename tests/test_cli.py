@@ -72,17 +72,19 @@ def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote
     project, out = project_copy, tmp_path / "cli"
     params = yaml.safe_load((project / "params.yaml").read_text())
     model = params["train"]["model_name"]
-    train_set = params["data"]["sets"]["train"]
+    train_set = params["data"]["sets"]["train"]["images"]
     staged = project / "models" / model / "model.pt"
     cheap = {**params, "tune": {**params["tune"], "n_trials": 1},
              "benchmark": {**params["benchmark"], "warmup_runs": 1, "timed_runs": 3},
-             "zoo": [{"name": "ours_as_a_checkpoint", "arch": params["train"]["backbone"], "path": str(staged)}]}
+             "zoo": {"ours_as_a_checkpoint": {"arch": params["train"]["backbone"], "path": str(staged)}}}
     (project / "cheap.yaml").write_text(yaml.safe_dump(cheap, sort_keys=False))
 
-    _facerec(project, "detect", "--images", train_set, "--out", f"{out}/det", "--metrics", f"{out}/det.json")
+    _facerec(project, "detect", "--images", train_set, "--set", "train", "--out", f"{out}/det",
+             "--metrics", f"{out}/det.json")
     assert _same_bytes(out / "det" / "manifest.parquet", project / "data" / "detections" / "train" / "manifest.parquet")
     assert _json(out / "det.json") == _json(project / "metrics" / "detect" / "train.json")
-    _facerec(project, "align", "--images", train_set, "--detections", f"{out}/det", "--out", f"{out}/al")
+    _facerec(project, "align", "--images", train_set, "--set", "train", "--detections", f"{out}/det",
+             "--out", f"{out}/al")
     assert _same_bytes(out / "al" / "manifest.parquet", project / "data" / "aligned" / "train" / "manifest.parquet")
     _facerec(project, "gate", "--name", "train", "--images", train_set, "--detections", f"{out}/det",
              "--aligned", f"{out}/al", "--out", f"{out}/gate")
@@ -95,11 +97,14 @@ def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote
                                   f"{out}/model.pt", "--history", f"{out}/history.csv"))
     assert summary == _json(project / "metrics" / "train" / "summary.json")
     assert _same_bytes(out / "model.pt", staged)  # the same weights, bit for bit
-    _facerec(project, "evaluate", "--checkpoint", f"{out}/model.pt", "--aligned", "data/aligned/lfw",
+    _facerec(project, "evalset", "--name", "lfw", "--out", f"{out}/evalset")
+    assert _same_bytes(out / "evalset" / "faces.parquet", project / "data" / "evalsets" / "lfw" / "faces.parquet")
+    _facerec(project, "evaluate", "--model", model, "--checkpoint", f"{out}/model.pt", "--set", f"{out}/evalset",
              "--roc", f"{out}/roc.csv", "--metrics", f"{out}/evaluate.json")
-    assert _json(out / "evaluate.json") == _json(project / "metrics" / "evaluate" / f"{model}.json")
+    assert _json(out / "evaluate.json") == _json(project / "metrics" / "evaluate" / "lfw" / f"{model}.json")
     folder = json.loads(_facerec(project, "evaluate-folder", "--checkpoint", f"{out}/model.pt",
-                                 "--aligned", "data/aligned/train", "--roc", f"{out}/folder_roc.csv"))
+                                 "--aligned", "data/aligned/train", "--detections", "data/detections/train",
+                                 "--images", train_set, "--roc", f"{out}/folder_roc.csv"))
     assert folder["faces"] == len(pd.read_parquet(project / "data" / "aligned" / "train" / "manifest.parquet"))
     benchmark = json.loads(_facerec(project, "benchmark", "--checkpoint", f"{out}/model.pt", "--params", "cheap.yaml"))
     assert benchmark["mparams"] == _json(project / "metrics" / "benchmark" / f"{model}.json")["mparams"]
@@ -123,8 +128,7 @@ def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote
     inspected = json.loads(_facerec(project, "zoo", "inspect", f"{out}/model.pt"))
     assert inspected["recorded_arch"] == params["train"]["backbone"]
     assert inspected["mparams"] == pytest.approx(benchmark["mparams"])
-    _facerec(project, "zoo", "evaluate", "--detections", "data/detections/lfw", "--aligned", "data/aligned/lfw",
-             "--out", f"{out}/zoo", "--roc", f"{out}/zoo_roc", "--report", f"{out}/zoo.json", "--params", "cheap.yaml")
+    _facerec(project, "zoo", "evaluate", "--set", f"{out}/evalset", "--out", f"{out}/zoo", "--params", "cheap.yaml")
     assert _json(out / "zoo" / "ours_as_a_checkpoint.json") == _json(out / "evaluate.json")
     _facerec(project, "zoo", "benchmark", "--out", f"{out}/zoo_bench", "--report", f"{out}/zoo_bench.json",
              "--params", "cheap.yaml")

@@ -18,7 +18,8 @@ def _default_params() -> dict:
 
 def test_the_committed_params_are_valid():
     params = load_params(PROJECT_ROOT / "params.yaml")
-    assert set(params.data.sets) >= {params.data.train_set, params.data.eval_set}
+    assert params.data.train_set in params.data.sets
+    assert {spec.photos for spec in params.evaluate.sets.values()} <= set(params.data.sets)
     # params.yaml ships the presets docs/training.md describes (the code's defaults).
     assert params.train.augmentations == AUGMENTATION_PRESETS
     assert params.train.augmentation in params.train.augmentations
@@ -62,23 +63,57 @@ def test_a_stage_stops_before_any_work_on_a_bad_key(tmp_path):
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"name": "x", "arch": "resnet9000", "path": "x.pt"}, "unknown arch 'resnet9000'"),
-    ({"name": "x", "arch": "iresnet100"}, "iresnet100 needs the path of its checkpoint file"),
-    ({"name": "x", "arch": "dlib_resnet_v1", "path": "x.dat"}, "weights ship in its package: give no path"),
-    ({"name": "a b", "arch": "dlib_resnet_v1"}, r"zoo\.0\.name"),
+    ({"arch": "resnet9000", "path": "x.pt"}, "unknown arch 'resnet9000'"),
+    ({"arch": "iresnet100"}, "iresnet100 needs the path of its checkpoint file"),
+    ({"arch": "dlib_resnet_v1", "path": "x.dat"}, "weights ship in its package: give no path"),
 ])
 def test_a_bad_zoo_entry_is_named(entry, message):
     raw = _default_params()
-    raw["zoo"] = [entry]
-    with pytest.raises(ConfigError, match=message):
+    raw["zoo"] = {"x": entry}
+    with pytest.raises(ConfigError, match=rf"zoo\.x.*{message}"):
         parse_params(raw)
 
 
-def test_zoo_names_must_be_distinct_and_differ_from_our_model():
+def test_zoo_names_are_file_names_distinct_from_our_model():
     raw = _default_params()
-    raw["zoo"] = [{"name": "same", "arch": "dlib_resnet_v1"}, {"name": "same", "arch": "facenet_20180408"}]
-    with pytest.raises(ConfigError, match="zoo names must be distinct: same repeated"):
+    raw["zoo"] = {"a-b": {"arch": "dlib_resnet_v1"}}
+    with pytest.raises(ConfigError, match="'a-b': names of sets and models become file and stage names"):
         parse_params(raw)
-    raw["zoo"] = [{"name": raw["train"]["model_name"], "arch": "dlib_resnet_v1"}]
+    raw["zoo"] = {raw["train"]["model_name"]: {"arch": "dlib_resnet_v1"}}
     with pytest.raises(ConfigError, match="is train.model_name"):
+        parse_params(raw)
+    raw["zoo"] = {"mine": {"arch": "dlib_resnet_v1"}}
+    assert parse_params(raw).zoo["mine"].name == "mine"
+
+
+def test_a_photo_set_takes_its_own_detect_options_over_the_section():
+    raw = _default_params()
+    raw["data"]["sets"]["crops"] = {"images": "photos/crops", "detect": {"whole_image_fallback": True,
+                                                                        "min_face_size": 20}}
+    params = parse_params(raw)
+    assert params.detect_params("crops").whole_image_fallback and params.detect_params("crops").min_face_size == 20
+    assert params.detect_params("lfw") == params.detect
+    for options, message in [({"min_face_sise": 20}, "min_face_sise: Extra inputs"),
+                             ({"min_score": 2}, "min_score: Input should be less than or equal to 1"),
+                             ({"workers": 1}, "workers only change speed")]:
+        raw["data"]["sets"]["crops"]["detect"] = options
+        with pytest.raises(ConfigError, match=rf"data\.sets\.crops\.detect: .*{message}"):
+            parse_params(raw)
+    raw["data"]["sets"]["crops"] = "photos/crops"
+    with pytest.raises(ConfigError, match=r"data\.sets\.crops: .*give the set as \{images: photos/crops\}"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"kind": "identities", "photos": "holiday"}, "photos: 'holiday' is not one of data.sets"),
+    ({"kind": "identities", "photos": "lfw", "people": "heldout"}, "people: heldout needs photos: train"),
+    ({"kind": "lfw", "photos": "lfw"}, r"mine\.lfw\.pairs: Field required"),
+    ({"kind": "lfw", "photos": "lfw", "pairs": "p.txt", "view1_pairs": ["a.txt"]}, "give both files"),
+    ({"kind": "bin"}, r"mine\.bin\.path: Field required"),
+    ({"kind": "megaface", "path": "x"}, "does not match any of the expected tags: 'lfw', 'identities', 'bin'"),
+])
+def test_a_bad_evaluation_set_is_named(spec, message):
+    raw = _default_params()
+    raw["evaluate"]["sets"]["mine"] = spec
+    with pytest.raises(ConfigError, match=message):
         parse_params(raw)

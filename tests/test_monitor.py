@@ -182,7 +182,7 @@ def _monitor_project(root: Path, result: dict, on_drift: str) -> Path:
     (project / "monitor.py").write_text(STAND_IN_STAGE)
     (project / "result.json").write_text(json.dumps(result))
     (project / "dvc.yaml").write_text(DVC_YAML)
-    params = {"data": {"sets": {"train": "photos/train", "new": "photos/new"}, "lfw_pairs": "pairs.txt"},
+    params = {"data": {"sets": {"train": {"images": "photos/train"}, "new": {"images": "photos/new"}}},
               "train": {"model_name": "tiny", "epochs": 1}, "monitor": {"current_set": "new", "on_drift": on_drift}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):

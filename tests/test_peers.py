@@ -12,14 +12,16 @@ import torch
 
 from conftest import LFW
 from facerec.config import BenchmarkParams, DetectParams, EvaluateParams, ZooEntry
+from facerec.evaluation.sets import read_evaluation_set
 from facerec.faces.detection import detect_photos
 from facerec.models.backbones import build_backbone
 from facerec.models.peers import PeerUnavailable, package_file
 from facerec.models.peers.facenet import facenet_crop
 from facerec.models.peers.load import load_peer
 from facerec.models.peers.photos import embed_photo_faces, photo_faces
+from facerec.models.zoo import ModelRef
 from facerec.pipeline.benchmark_zoo import benchmark_zoo
-from facerec.pipeline.evaluate_zoo import evaluate_zoo
+from facerec.pipeline.evaluate import evaluate_to_files
 from facerec.registry import PEERS
 from facerec.runtime.io import read_table
 
@@ -85,9 +87,9 @@ def test_a_photo_without_detection_is_named(detected):
 
 @pytest.mark.slow  # the pipeline tests cover the zoo stages on the default zoo
 def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp_path):
-    """evaluate_zoo and benchmark_zoo on the small project's LFW subset: an upstream-layout
-    checkpoint runs (the peers run in the pipeline's own zoo stages), a missing file is
-    reported, stale files of old entries go; benchmark_zoo times a peer too."""
+    """The zoo's evaluation and benchmark_zoo on the small project's LFW subset: an
+    upstream-layout checkpoint runs (the peers run in the pipeline's own zoo stages), a
+    missing file is recorded as skipped with an empty ROC; benchmark_zoo times a peer too."""
     from facerec.config import load_params
 
     params = load_params(small_project / "params.yaml")
@@ -95,32 +97,28 @@ def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp
     torch.save({f"module.{key}": value for key, value in build_backbone("iresnet18").state_dict().items()}, checkpoint)
     entries = [ZooEntry(name="upstream_r18", arch="iresnet18", path=checkpoint),
                ZooEntry(name="absent", arch="iresnet100", path=tmp_path / "missing.pth")]
-    out, roc = tmp_path / "evaluate", tmp_path / "roc"
-    out.mkdir()
-    (out / "removed_entry.json").write_text("{}")
-    lfw = small_project / "data" / "detections" / "lfw"
-    report = evaluate_zoo(entries, params.data.sets["lfw"], lfw, small_project / "data" / "aligned" / "lfw",
-                                params.data.lfw_pairs, out, roc, tmp_path / "evaluate_report.json",
-                                EvaluateParams(flip=False), params.detect)
-    assert report == json.loads((tmp_path / "evaluate_report.json").read_text())
-    assert report["ran"] == ["upstream_r18"]
-    assert report["skipped"] == {"absent": f"checkpoint file not found: {tmp_path / 'missing.pth'}"}
-    assert sorted(p.name for p in out.iterdir()) == ["upstream_r18.json"]
-    assert sorted(p.name for p in roc.iterdir()) == ["upstream_r18.csv"]
-    ours = json.loads((small_project / "metrics" / "evaluate" / f"{params.train.model_name}.json").read_text())
-    random_weights = json.loads((out / "upstream_r18.json").read_text())
+    evaluation = read_evaluation_set(small_project / "data" / "evalsets" / "lfw")
+    records = {entry.name: evaluate_to_files(ModelRef(entry.name, entry.arch, entry.path), evaluation,
+                                             EvaluateParams(flip=False), tmp_path / f"{entry.name}.json",
+                                             tmp_path / f"{entry.name}.csv") for entry in entries}
+    assert records["absent"] == {"kind": "lfw", "skipped": f"checkpoint file not found: {tmp_path / 'missing.pth'}"}
+    assert read_table(tmp_path / "absent.csv").empty and len(read_table(tmp_path / "upstream_r18.csv")) > 100
+    ours = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{params.train.model_name}.json").read_text())
+    random_weights = json.loads((tmp_path / "upstream_r18.json").read_text())
+    assert random_weights == records["upstream_r18"]
     assert random_weights["faces"] == ours["faces"]
     assert random_weights["lfw_pairs_scored"] == ours["lfw_pairs_scored"]
-    facenet = json.loads((small_project / "metrics" / "zoo" / "evaluate" / "facenet_20180408.json").read_text())
+    facenet = json.loads((small_project / "metrics" / "evaluate" / "lfw" / "facenet_20180408.json").read_text())
     assert random_weights["lfw_accuracy"] < facenet["lfw_accuracy"]  # random weights vs a published model
 
     entries.append(ZooEntry(name="facenet", arch="facenet_20180408"))
     figures = benchmark_zoo(entries, tmp_path / "benchmark", tmp_path / "benchmark_report.json",
                                   BenchmarkParams(warmup_runs=1, timed_runs=3, throughput_batch_sizes=[2]))
-    assert figures["skipped"] == report["skipped"]
+    assert figures["skipped"] == {"absent": records["absent"]["skipped"]}
     upstream = json.loads((tmp_path / "benchmark" / "upstream_r18.json").read_text())
     assert upstream["onnx_max_abs_diff"] < 1e-4 and upstream["onnx_latency_ms"] > 0
     assert upstream["gflops"] == pytest.approx(2.626, rel=0.01)
     peer = json.loads((tmp_path / "benchmark" / "facenet.json").read_text())
     assert peer["latency_ms"] > 0 and peer["mparams"] == pytest.approx(23.47, rel=0.01) and peer["gflops"] is None
-    assert read_table(lfw / "manifest.parquet")["path"].nunique() >= facenet["faces"]
+    assert read_table(small_project / "data" / "detections" / "lfw" / "manifest.parquet")["path"].nunique() \
+        >= facenet["faces"]

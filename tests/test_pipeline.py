@@ -23,8 +23,10 @@ from flows.pipeline import face_pipeline
 pytestmark = pytest.mark.timeout(1800)
 
 EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "lfw_view1_accuracy", "roc_auc", "eer", "accuracy",
-                   "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5"}
-LEADERBOARD_KEYS = EVALUATION_KEYS | {"model", "latency_ms", "throughput_fps", "size_mb", "gflops", "mparams"}
+                   "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5",
+                   "fnir_at_fpir_1e-2", "fnir_at_fpir_1e-1"}
+LEADERBOARD_KEYS = EVALUATION_KEYS | {"set", "kind", "model", "bin_accuracy", "bin_accuracy_std", "latency_ms",
+                                      "throughput_fps", "size_mb", "gflops", "mparams"}
 
 
 def _params(project: Path) -> dict:
@@ -32,7 +34,8 @@ def _params(project: Path) -> dict:
 
 
 def test_every_input_file_is_accepted_or_rejected_with_a_reason(small_project):
-    for name, folder in _params(small_project)["data"]["sets"].items():
+    for name, photo_set in _params(small_project)["data"]["sets"].items():
+        folder = photo_set["images"]
         on_disk = {p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file()}
         manifest = pd.read_parquet(small_project / "data" / "detections" / name / "manifest.parquet")
         rejects = pd.read_parquet(small_project / "data" / "detections" / name / "rejects.parquet")
@@ -92,56 +95,65 @@ def test_a_failed_gate_stops_the_pipeline_before_training(small_project, tmp_pat
 
 def test_metrics_files_hold_every_leaderboard_figure(small_project):
     model = _params(small_project)["train"]["model_name"]
-    evaluation = json.loads((small_project / "metrics" / "evaluate" / f"{model}.json").read_text())
+    evaluation = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{model}.json").read_text())
     assert evaluation.keys() >= EVALUATION_KEYS
     assert 0.5 <= evaluation["lfw_accuracy"] <= 1.0
     assert 0.0 <= evaluation["eer"] <= 0.5
     # View 1: a threshold from the small pairsDevTrain.txt, applied to its 12 pairsDevTest.txt pairs.
     assert evaluation["lfw_view1_pairs_scored"] + evaluation["lfw_view1_pairs_missing"] == 12
     records = json.loads((small_project / "metrics" / "leaderboard.json").read_text())
-    board = {record["model"]: record for record in records}
-    assert set(board) == {model, "dlib_resnet_v1", "facenet_20180408"}
-    ours = board[model]
-    assert set(ours) == LEADERBOARD_KEYS
+    board = {(record["set"], record["model"]): record for record in records}
+    models = {model, "dlib_resnet_v1", "facenet_20180408"}
+    assert set(board) == {(name, ranked) for name in ("lfw", "celeba_heldout") for ranked in models}
+    ours = board["lfw", model]
+    assert set(ours) == LEADERBOARD_KEYS and ours["kind"] == "lfw"
     assert ours["lfw_accuracy"] == evaluation["lfw_accuracy"]
     assert ours["latency_ms"] > 0 and ours["gflops"] > 0.1 and ours["mparams"] > 1
+    assert board["celeba_heldout", model]["lfw_accuracy"] is None and board["celeba_heldout", model]["rank1"] > 0
     benchmark = json.loads((small_project / "metrics" / "benchmark" / f"{model}.json").read_text())
     assert benchmark["onnx_latency_ms"] > 0 and ("bf16_latency_ms" in benchmark) == benchmark["bf16_native"]
-    assert (small_project / "metrics" / "leaderboard.md").read_text().count(model) == 1
+    markdown = (small_project / "metrics" / "leaderboard.md").read_text()
+    assert markdown.count(f"| {model} |") == 2
+    assert "## lfw (lfw)" in markdown and "## celeba_heldout (identities)" in markdown
     history = pd.read_csv(small_project / "metrics" / "train" / "history.csv")
     assert {"step", "loss", "lr"} <= set(history.columns) and len(history) > 0
 
 
 def test_the_default_leaderboard_ranks_published_peers_on_the_same_faces(small_project):
-    """The default zoo: the two packaged peers run, the checkpoints nobody downloaded are listed as skipped."""
-    model = _params(small_project)["train"]["model_name"]
-    ours = json.loads((small_project / "metrics" / "evaluate" / f"{model}.json").read_text())
+    """The default zoo: the two packaged peers run on every set, the checkpoints nobody
+    downloaded are listed as skipped."""
+    params = _params(small_project)
+    model = params["train"]["model_name"]
+    ours = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{model}.json").read_text())
     for peer in ("dlib_resnet_v1", "facenet_20180408"):
-        evaluation = json.loads((small_project / "metrics" / "zoo" / "evaluate" / f"{peer}.json").read_text())
+        evaluation = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{peer}.json").read_text())
         assert evaluation["faces"] == ours["faces"] and evaluation["lfw_pairs_scored"] == ours["lfw_pairs_scored"]
         assert evaluation["lfw_accuracy"] > 0.9
         benchmark = json.loads((small_project / "metrics" / "zoo" / "benchmark" / f"{peer}.json").read_text())
         assert benchmark["latency_ms"] > 0 and benchmark["size_mb"] > 1
     records = json.loads((small_project / "metrics" / "leaderboard.json").read_text())
-    board = [record["model"] for record in records]
     # Other tests may re-rank the shared project by another metric, so compare accuracies, not places.
-    accuracy = {record["model"]: record["lfw_accuracy"] for record in records}
+    accuracy = {record["model"]: record["lfw_accuracy"] for record in records if record["set"] == "lfw"}
     assert accuracy[model] < min(accuracy["dlib_resnet_v1"], accuracy["facenet_20180408"])  # one epoch on 12 people
-    report = json.loads((small_project / "metrics" / "zoo" / "evaluate_report.json").read_text())
-    skipped = {entry["name"] for entry in _params(small_project)["zoo"] if "path" in entry}
-    assert set(report["skipped"]) == skipped and len(skipped) >= 4
+    skipped = {name for name, entry in params["zoo"].items() if "path" in entry}
+    assert len(skipped) >= 4
     markdown = (small_project / "metrics" / "leaderboard.md").read_text()
     for name in skipped:
-        assert f"- {name}: checkpoint file not found: " in markdown
-    assert (small_project / "metrics" / "zoo" / "roc" / "dlib_resnet_v1.csv").exists()
+        for set_name in params["evaluate"]["sets"]:
+            figures = json.loads((small_project / "metrics" / "evaluate" / set_name / f"{name}.json").read_text())
+            assert figures["skipped"].startswith("checkpoint file not found: ")
+        assert f"{name}: checkpoint file not found: " in markdown
     plots = json.loads(run(["dvc", "plots", "show", "--json"], small_project).stdout)["data"]
-    assert "metrics/zoo/roc/facenet_20180408.csv" in plots
-    # One chart holds every model's ROC, a colour per model.
-    (all_models,) = plots["metrics/roc_all_models.csv"]
-    assert all_models["content"]["encoding"]["color"]["field"] == "model"
-    assert {point["model"] for point in all_models["content"]["data"]["values"]} == set(board)
+    assert "metrics/roc/lfw/facenet_20180408.csv" in plots
+    # One chart per set holds every model's ROC, a colour per model.
+    for set_name in params["evaluate"]["sets"]:
+        (chart,) = plots[f"metrics/leaderboard_roc/{set_name}.csv"]
+        assert chart["content"]["encoding"]["color"]["field"] == "model"
+        assert {point["model"] for point in chart["content"]["data"]["values"]} == {model, "dlib_resnet_v1",
+                                                                                      "facenet_20180408"}
     page = (small_project / "metrics" / "leaderboard.html").read_text()
-    assert all(f'"model": "{name}"' in page for name in board) and "<script src" not in page
+    assert all(f'"model": "{name}"' in page for name in accuracy) and "<script src" not in page
+    assert (small_project / "metrics" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_second_repro_does_nothing_and_metrics_show_prints_figures(small_project):
@@ -168,17 +180,19 @@ def test_a_branch_with_other_training_params_reruns_only_what_depends_on_them_an
     ran = {line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage")}
     # tune reruns on any train param, finds its study finished (train.seed is not a tuning
     # input) and rewrites the same result.
-    assert ran == {"train", "evaluate", "benchmark", "leaderboard", "monitor", "tune"}
+    assert ran == {"train", "evaluate@lfw", "evaluate@celeba_heldout", "benchmark", "leaderboard", "monitor",
+                   "tune"}
     run(["git", "add", "-A"], project_copy)
     run(["git", "commit", "-qm", "train with another seed"], project_copy)
 
     assert "train.seed" in run(["dvc", "params", "diff", base, "other-seed"], project_copy).stdout
     metrics = json.loads(run(["dvc", "metrics", "diff", base, "other-seed", "--json"], project_copy).stdout)
-    ours = metrics[f"metrics/evaluate/{model}.json"]["lfw_accuracy"]
+    ours = metrics[f"metrics/evaluate/lfw/{model}.json"]["lfw_accuracy"]
     assert ours["old"] != ours["new"] and ours["diff"] == pytest.approx(ours["new"] - ours["old"])
-    assert not any(path.startswith("metrics/zoo/") for path in metrics)
+    assert {path for path in metrics if path.startswith("metrics/evaluate/")} == {
+        f"metrics/evaluate/{name}/{model}.json" for name in params["evaluate"]["sets"]}  # the zoo's did not change
     plots = json.loads(run(["dvc", "plots", "diff", base, "other-seed", "--json"], project_copy).stdout)["data"]
-    revisions = {point["rev"] for point in plots["metrics/roc_all_models.csv"][0]["content"]["data"]["values"]}
+    revisions = {point["rev"] for point in plots["metrics/leaderboard_roc/lfw.csv"][0]["content"]["data"]["values"]}
     assert revisions == {base, "other-seed"}
 
 
@@ -191,7 +205,7 @@ def test_flow_reruns_only_the_changed_part_of_the_real_pipeline(
     params["leaderboard"]["sort_by"] = "latency_ms"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     model = params["train"]["model_name"]
-    evaluation = project_copy / "metrics" / "evaluate" / f"{model}.json"
+    evaluation = project_copy / "metrics" / "evaluate" / "lfw" / f"{model}.json"
     benchmark = project_copy / "metrics" / "benchmark" / f"{model}.json"
     board_file = project_copy / "metrics" / "leaderboard.json"
     evaluated_at, benchmarked_at = evaluation.stat().st_mtime_ns, benchmark.stat().st_mtime_ns
@@ -204,7 +218,7 @@ def test_flow_reruns_only_the_changed_part_of_the_real_pipeline(
     assert board_file.stat().st_mtime_ns > ranked_at  # the real leaderboard stage ran again
     # The stages before it did not depend on the change and were not rerun.
     assert (evaluation.stat().st_mtime_ns, benchmark.stat().st_mtime_ns) == (evaluated_at, benchmarked_at)
-    latencies = [row["latency_ms"] for row in state.result()]
+    latencies = [row["latency_ms"] for row in state.result() if row["set"] == "lfw"]
     assert latencies == sorted(latencies) and model in [row["model"] for row in state.result()]
     board = (project_copy / "metrics" / "leaderboard.md").read_text()
     assert _leaderboard_artifact_data(client, flow_run.id) == board and model in board

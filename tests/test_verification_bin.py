@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
-from facerec.config import EvaluateParams
+from facerec.config import BinSet, EvaluateParams
 from facerec.data.aligned import load_crops, read_aligned_manifest
 from facerec.data.lfw import read_pairs
 from facerec.data.verification_bin import VerificationBinError, read_verification_bin, write_verification_bin
-from facerec.models.checkpoints import load_pretrained
-from facerec.pipeline.evaluate import evaluate_verification_set
+from facerec.evaluation.sets import build_evaluation_set
+from facerec.models.zoo import ModelRef
+from facerec.pipeline.evaluate import evaluate
 
 
 def _png(crop: np.ndarray) -> bytes:
@@ -25,27 +26,29 @@ def _png(crop: np.ndarray) -> bytes:
 
 def test_the_small_projects_lfw_pairs_as_a_bin_score_as_the_evaluate_stage_did(small_project, tmp_path):
     """The aligned faces of the small project's LFW pairs, packed losslessly into lfw.bin in
-    pairs.txt order: its 10 contiguous folds are pairs.txt's folds, so the trained model's
-    accuracy on the .bin is the evaluate stage's LFW accuracy."""
+    pairs.txt order, as an evaluation set of kind bin: its 10 contiguous folds are pairs.txt's
+    folds, so the trained model's accuracy on the .bin is the evaluate stage's LFW accuracy."""
     params = yaml.safe_load((small_project / "params.yaml").read_text())
     model_name = params["train"]["model_name"]
-    stage = json.loads((small_project / "metrics" / "evaluate" / f"{model_name}.json").read_text())
+    stage = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{model_name}.json").read_text())
     assert stage["lfw_pairs_missing"] == 0
     aligned_dir = small_project / "data" / "aligned" / "lfw"
     manifest = read_aligned_manifest(aligned_dir).set_index("source")
-    pairs = read_pairs(params["data"]["lfw_pairs"])
+    pairs = read_pairs(params["evaluate"]["sets"]["lfw"]["pairs"])
     sources = [path for pair in pairs.itertuples() for path in (pair.path1, pair.path2)]
     crops = load_crops(aligned_dir, manifest.loc[sources, "path"].tolist()).permute(0, 2, 3, 1).numpy()
     write_verification_bin(tmp_path / "lfw.bin", [_png(crop) for crop in crops], pairs["genuine"].tolist())
 
-    model = load_pretrained(None, small_project / "models" / model_name / "model.pt")
-    metrics = evaluate_verification_set(model, tmp_path / "lfw.bin", EvaluateParams(**params["evaluate"]))
-    assert metrics["lfw_pairs"] == len(pairs)
-    assert metrics["lfw_accuracy"] == pytest.approx(stage["lfw_accuracy"], abs=1e-12)
-    assert metrics["lfw_accuracy_std"] == pytest.approx(stage["lfw_accuracy_std"], abs=1e-12)
+    evaluation = build_evaluation_set("lfw_bin", BinSet(kind="bin", path=tmp_path / "lfw.bin"), None, None, None)
+    ours = ModelRef(model_name, None, small_project / "models" / model_name / "model.pt")
+    metrics, roc = evaluate(ours, evaluation, EvaluateParams(**params["evaluate"]))
+    assert metrics["kind"] == "bin" and metrics["bin_pairs"] == len(pairs)
+    assert metrics["bin_accuracy"] == pytest.approx(stage["lfw_accuracy"], abs=1e-12)
+    assert metrics["bin_accuracy_std"] == pytest.approx(stage["lfw_accuracy_std"], abs=1e-12)
     # The stage embeds these faces in other batches (beside View 1's faces): last-bit float
     # differences may turn one of the 120×120 genuine-impostor comparisons into a tie (1/28,800).
-    assert metrics["lfw_roc_auc"] == pytest.approx(stage["roc_auc"], abs=1e-4)
+    assert metrics["roc_auc"] == pytest.approx(stage["roc_auc"], abs=1e-4)
+    assert roc["tpr"].is_monotonic_increasing and roc["fpr"].iloc[-1] == 1.0
 
 
 class _Exploit:

@@ -40,3 +40,22 @@ def read_pairs(path: str | Path) -> pd.DataFrame:
         else:
             raise ValueError(f"{path}:{line_number}: expected 3 or 4 fields, got {fields}")
     return pd.DataFrame(rows, columns=["fold", "path1", "path2", "genuine"])
+
+
+def read_pairs_table(path: str | Path, folds: int = 10) -> pd.DataFrame:
+    """A pairs file of any identity set: LFW's format (:func:`read_pairs`), or a ``.csv`` with
+    columns path1, path2, genuine (paths as the photo set records them) and optionally fold;
+    without a fold column, ``folds`` contiguous folds as insightface makes them."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        return read_pairs(path)
+    table = pd.read_csv(path)
+    missing = sorted({"path1", "path2", "genuine"} - set(table.columns))
+    if missing:
+        raise ValueError(f"{path}: a pairs table needs columns path1, path2, genuine; missing {', '.join(missing)}")
+    if "fold" not in table:
+        table["fold"] = [index * folds // len(table) for index in range(len(table))]
+    genuine = table["genuine"].astype(str).str.lower().map({"true": True, "1": True, "false": False, "0": False})
+    if genuine.isna().any():
+        raise ValueError(f"{path}: genuine must be true/false or 1/0 (row {int(genuine.isna().idxmax()) + 2})")
+    return table.assign(genuine=genuine.astype(bool))[["fold", "path1", "path2", "genuine"]]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import numpy as np
 import pandas as pd
 
+from facerec.data.people import chosen_people
 from facerec.evaluation.metrics import (
     FAR_TARGETS,
     FPIR_TARGETS,
@@ -87,11 +87,9 @@ def gallery_probe_split(sources: pd.Series, identities: pd.Series) -> np.ndarray
 
 def nonmated_identities(identities: pd.Series, share: float = NONMATED_SHARE) -> set[str]:
     """The people kept out of the open-set gallery: the ``share`` of them (at least one when
-    there are two or more) whose names hash lowest: the choice depends on the set of names
-    only, not on the order the faces are listed in."""
-    names = sorted(set(identities), key=lambda name: hashlib.sha256(str(name).encode()).hexdigest())
-    count = max(1, round(share * len(names))) if len(names) >= 2 else 0
-    return set(names[:count])
+    there are two or more), chosen by name (:func:`facerec.data.people.chosen_people`)."""
+    count = len(set(identities))
+    return chosen_people(identities, max(1, round(share * count)) if count >= 2 else 0, "nonmated")
 
 
 def open_set_identification(faces: pd.DataFrame, embeddings: np.ndarray, share: float = NONMATED_SHARE) -> dict:
@@ -118,6 +116,18 @@ def view1_accuracy(dev_train: pd.DataFrame, dev_test: pd.DataFrame, by_source: d
     correct = (test["score"].to_numpy() >= threshold) == test["genuine"].to_numpy()
     return {"lfw_view1_accuracy": float(correct.mean()), "lfw_view1_threshold": threshold,
             "lfw_view1_pairs_scored": int(len(test)), "lfw_view1_pairs_missing": int(len(dev_test) - len(test))}
+
+
+def pairs_accuracy(pairs: pd.DataFrame, by_source: dict[str, np.ndarray]) -> dict:
+    """An identity set's own pairs file, 10-fold like LFW's View 2: ``pairs_accuracy`` (mean,
+    ``_std``) over the pairs whose two faces were aligned, and how many were not."""
+    scored = protocol_scores(pairs, by_source)
+    if not len(scored):
+        raise ValueError("none of the pairs file's pairs has both faces aligned: do its paths match the photo set's?")
+    accuracy, accuracy_std = k_fold_accuracy(scored["score"].to_numpy(), scored["genuine"].to_numpy(),
+                                             scored["fold"].to_numpy())
+    return {"pairs_accuracy": accuracy, "pairs_accuracy_std": accuracy_std, "pairs_scored": int(len(scored)),
+            "pairs_missing": int(len(pairs) - len(scored))}
 
 
 def evaluate_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFrame,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from facerec.config import ZooEntry
+from facerec.config import Params, ZooEntry
 from facerec.models.peers import PeerUnavailable
 from facerec.registry import PEERS
 from facerec.runtime.io import write_json
@@ -19,7 +20,36 @@ from facerec.runtime.io import write_json
 log = logging.getLogger(__name__)
 
 
-def missing_checkpoint(entry: ZooEntry) -> str | None:
+@dataclass(frozen=True)
+class ModelRef:
+    """A model to score: ``arch`` None for a facerec checkpoint (it records its own), a
+    registered architecture for an upstream checkpoint, a peer's name for a peer (no path)."""
+
+    name: str
+    arch: str | None
+    path: Path | None
+
+    @property
+    def is_peer(self) -> bool:
+        return self.arch in PEERS
+
+
+def resolve_model(name: str, params: Params, checkpoint: Path | None = None) -> ModelRef:
+    """A model by the name the leaderboard knows it by: ours (``train.model_name``, its
+    checkpoint ``models/<name>/model.pt`` unless given), a zoo entry, or a peer by its
+    registered name."""
+    if name == params.train.model_name:
+        return ModelRef(name, None, checkpoint or Path("models") / name / "model.pt")
+    if name in params.zoo:
+        entry = params.zoo[name]
+        return ModelRef(name, entry.arch, entry.path)
+    if name in PEERS:
+        return ModelRef(name, name, None)
+    raise ValueError(f"unknown model {name!r}: not train.model_name ({params.train.model_name}), a zoo entry "
+                     f"({', '.join(params.zoo) or 'none'}) or a peer ({', '.join(PEERS.names)})")
+
+
+def missing_checkpoint(entry: ZooEntry | ModelRef) -> str | None:
     """Why a checkpoint entry cannot run here (its file is missing); None for peers and present files."""
     if entry.arch in PEERS or (entry.path is not None and entry.path.is_file()):
         return None

@@ -16,6 +16,7 @@ from facerec.pipeline.common import (
     ParamsOption,
     print_record,
     section,
+    set_detect_params,
     write_metrics,
 )
 from facerec.runtime.io import read_table, write_table
@@ -38,9 +39,12 @@ def command(images: Annotated[Path, typer.Option(help="the photo set given to de
             detections: Annotated[Path, typer.Option(help="detect's output folder")],
             out: Annotated[Path, typer.Option(help="folder for the 112x112 crops and manifest")],
             metrics: Annotated[Optional[Path], typer.Option(help="JSON of the set's alignment figures")] = None,
+            photo_set: Annotated[Optional[str], typer.Option(
+                "--set", help="a data.sets name: its own detect options (decoding limits) over the detect section")
+            ] = None,
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Warp every detected subject onto the ArcFace 112x112 template."""
     summary = align(images, detections, out, section(params, "align", AlignParams),
-                    section(params, "detect", DetectParams))
+                    set_detect_params(params, photo_set))
     write_metrics(metrics, summary)
     print_record(summary)

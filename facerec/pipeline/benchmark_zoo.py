@@ -36,4 +36,4 @@ def command(out: Annotated[Path, typer.Option(help="folder for <name>.json")] = 
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Benchmark figures of every entry of the params file's zoo that can run here."""
     settings = load(params)
-    print_record(benchmark_zoo(settings.zoo, out, report, settings.benchmark))
+    print_record(benchmark_zoo(list(settings.zoo.values()), out, report, settings.benchmark))

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
-from facerec.config import ConfigError, Params, load_params
+from facerec.config import ConfigError, DetectParams, Params, load_params
 from facerec.runtime.console import setup_logging
 from facerec.runtime.io import write_json
 
@@ -49,6 +49,18 @@ def section(params_file: Path, name: str, model: type[SectionT]) -> SectionT:
             raise typer.BadParameter(f"the {name} section has required keys: pass --params") from None
     value: SectionT = getattr(load(params_file), name)
     return value
+
+
+def set_detect_params(params_file: Path, photo_set: str | None) -> DetectParams:
+    """The detect options of a photo set of the params file (its own over the detect
+    section's), or the detect section's alone when no set is named."""
+    if photo_set is None:
+        return section(params_file, "detect", DetectParams)
+    settings = load(params_file)
+    if photo_set not in settings.data.sets:
+        raise typer.BadParameter(f"{photo_set!r} is not one of data.sets: {', '.join(settings.data.sets)}",
+                                 param_hint="--set")
+    return settings.detect_params(photo_set)
 
 
 def write_metrics(path: Path | None, metrics: dict[str, Any]) -> None:

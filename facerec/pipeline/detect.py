@@ -15,7 +15,7 @@ from facerec.pipeline.common import (
     REJECTS,
     ParamsOption,
     print_record,
-    section,
+    set_detect_params,
     write_metrics,
 )
 from facerec.runtime.io import write_table
@@ -35,12 +35,14 @@ def command(images: Annotated[Path, typer.Option(
             out: Annotated[Path, typer.Option(help="writes OUT/manifest.parquet and OUT/rejects.parquet")],
             metrics: Annotated[Optional[Path], typer.Option(help="JSON of the set's detection figures")] = None,
             timings: Annotated[Optional[Path], typer.Option(help="JSON of the run's speed (varies run to run)")] = None,
+            photo_set: Annotated[Optional[str], typer.Option(
+                "--set", help="a data.sets name: its own detect options over the detect section")] = None,
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Detect every face and its 5 landmarks in every photo of IMAGES; mark each photo's subject."""
     from facerec.data.sources import PhotoSourceError
 
     try:
-        result = detect(images, out, section(params, "detect", DetectParams))
+        result = detect(images, out, set_detect_params(params, photo_set))
     except PhotoSourceError as error:
         raise typer.BadParameter(str(error), param_hint="--images") from None
     write_metrics(metrics, result.summary())

@@ -1,10 +1,14 @@
-"""Stage evaluate: LFW View 2 (View 1 too when given) and the .bin sets for one model; and
-``facerec evaluate-folder``, every pair of any aligned identity folder."""
+"""Stages evaluate and evaluate_zoo: one model on one evaluation set (the evalset stage's
+folder); ``facerec zoo evaluate``, every zoo entry on one set; and ``facerec evaluate-folder``,
+any model on any aligned identity folder.
+
+Checkpoints (ours and upstream) embed the set's aligned crops with flip; peers cut their own
+crops from the photos at our detections (no flip: as their authors evaluate them).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,100 +17,140 @@ import pandas as pd
 import torch
 import typer
 
-from facerec.config import EvaluateParams
-from facerec.data.aligned import load_crops, read_aligned_manifest
-from facerec.data.lfw import read_pairs
-from facerec.evaluation.embedding import embed_crops
-from facerec.evaluation.protocols import evaluate_lfw, identity_set_metrics, protocol_faces
-from facerec.models.checkpoints import load_pretrained
-from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, section, write_metrics
-from facerec.runtime.io import write_table
+from facerec.config import DetectParams, EvaluateParams, IdentitiesSet
+from facerec.evaluation.metrics import roc_curve
+from facerec.evaluation.protocols import (
+    evaluate_lfw,
+    identity_set_metrics,
+    pairs_accuracy,
+    roc_for_plot,
+    verification_set_metrics,
+)
+from facerec.evaluation.sets import EvaluationFaces, build_evaluation_set, read_evaluation_set
+from facerec.models.zoo import ModelRef, missing_checkpoint, resolve_model
+from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, section
+from facerec.runtime.io import write_json, write_table
 
 log = logging.getLogger(__name__)
 
-View1 = tuple[pd.DataFrame, pd.DataFrame]
+ROC_COLUMNS = ["fpr", "tpr"]
 
 
-def evaluation_faces(aligned_dir: Path, pairs_file: Path, view1_files: Sequence[Path] = ()
-                     ) -> tuple[pd.DataFrame, View1 | None, pd.DataFrame]:
-    """LFW's View 2 pairs, View 1's (pairsDevTrain, pairsDevTest) when given, and the aligned
-    faces they name (every model is scored on these faces)."""
-    pairs = read_pairs(pairs_file)
-    view1 = (read_pairs(view1_files[0]), read_pairs(view1_files[1])) if view1_files else None
-    return pairs, view1, protocol_faces(read_aligned_manifest(aligned_dir), pairs, *(view1 or ()))
+def embed_evaluation_set(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams) -> np.ndarray:
+    """L2-normalised embeddings of the set's faces, row i for face i."""
+    from facerec.evaluation.embedding import embed_crops
 
-
-def score_lfw(aligned: pd.DataFrame, embeddings: np.ndarray, pairs: pd.DataFrame, view1: View1 | None,
-              roc_path: Path) -> dict:
-    """LFW metrics of embeddings of ``aligned``'s faces; the ROC curve written to ``roc_path``."""
-    metrics, roc = evaluate_lfw(aligned, embeddings, pairs, view1)
-    write_table(roc_path, roc)
-    return metrics
-
-
-def evaluate(checkpoint: Path, arch: str | None, aligned_dir: Path, pairs_file: Path,
-             roc_path: Path, params: EvaluateParams, view1_files: Sequence[Path] = ()) -> dict:
-    """LFW metrics of one model (ours, or an upstream checkpoint with ``arch``) and of the
-    verification sets in ``params``; writes its ROC curve to ``roc_path``."""
     torch.set_num_threads(params.num_threads)
-    model = load_pretrained(arch, checkpoint)
-    pairs, view1, aligned = evaluation_faces(aligned_dir, pairs_file, view1_files)
-    embeddings = embed_crops(model, load_crops(aligned_dir, aligned["path"].tolist()),
-                             params.batch_size, params.flip, params.precision)
-    metrics = score_lfw(aligned, embeddings, pairs, view1, roc_path)
-    for path in params.verification_sets:
-        metrics.update(evaluate_verification_set(model, path, params))
-    return metrics
+    if model.is_peer:
+        from facerec.models.peers.load import load_peer
+        from facerec.models.peers.photos import embed_photo_faces
+
+        assert model.arch is not None  # a peer is named by its arch
+        return embed_photo_faces(load_peer(model.arch), evaluation.photo_faces(), len(evaluation.faces))
+    from facerec.models.checkpoints import load_pretrained
+
+    assert model.path is not None  # checkpoints have a path (ZooEntry, resolve_model)
+    network = load_pretrained(model.arch, model.path)
+    return embed_crops(network, evaluation.crops(), params.batch_size, params.flip, params.precision)
 
 
-def evaluate_verification_set(model: torch.nn.Module, path: Path, params: EvaluateParams) -> dict:
-    """``<stem>_accuracy`` etc. of a model on an insightface .bin set (lfw.bin, cfp_fp.bin, …)."""
-    from facerec.data.verification_bin import decode_faces, read_verification_bin
-    from facerec.evaluation.protocols import verification_set_metrics
+def score_evaluation_set(evaluation: EvaluationFaces, embeddings: np.ndarray) -> tuple[dict, pd.DataFrame]:
+    """The set's protocol on the embeddings: (figures, ROC for plotting)."""
+    if evaluation.kind == "lfw":
+        view1 = ((evaluation.protocol("view1_train"), evaluation.protocol("view1_test"))
+                 if (evaluation.pairs["protocol"] == "view1_train").any() else None)
+        return evaluate_lfw(evaluation.faces, embeddings, evaluation.protocol("view2"), view1)
+    if evaluation.kind == "identities":
+        figures, roc = identity_set_metrics(evaluation.faces, embeddings)
+        if len(evaluation.pairs):
+            by_source = dict(zip(evaluation.faces["source"], embeddings))
+            figures.update(pairs_accuracy(evaluation.protocol("pairs"), by_source))
+        return figures, roc
+    issame = evaluation.protocol("bin")["genuine"].to_numpy(bool)
+    figures = verification_set_metrics("bin", embeddings, issame)
+    # The set is the record's name: only its own accuracy keeps the prefix, the ROC figures
+    # share the leaderboard's columns with the other kinds.
+    figures = {key if key.startswith(("bin_accuracy", "bin_pairs")) else key.removeprefix("bin_"): value
+               for key, value in figures.items()}
+    fpr, tpr, _ = roc_curve(np.einsum("ij,ij->i", embeddings[0::2], embeddings[1::2]), issame)
+    return figures, roc_for_plot(fpr, tpr)
 
-    images, issame = read_verification_bin(path)
-    log.info("%s: %d pairs", path, len(issame))
-    embeddings = embed_crops(model, decode_faces(path, images), params.batch_size, params.flip, params.precision)
-    return verification_set_metrics(Path(path).stem, embeddings, issame)
+
+def evaluate(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams) -> tuple[dict, pd.DataFrame]:
+    """One model's figures on one evaluation set, with ``kind``, and its ROC curve."""
+    log.info("%s on %s (%s, %d faces)", model.name, evaluation.info["name"], evaluation.kind, len(evaluation.faces))
+    figures, roc = score_evaluation_set(evaluation, embed_evaluation_set(model, evaluation, params))
+    return {"kind": evaluation.kind, **figures}, roc
 
 
-def evaluate_folder(checkpoint: Path, arch: str | None, aligned_dir: Path, roc_path: Path,
-                    params: EvaluateParams) -> dict:
-    """Verification over every pair and Rank-1/5 of one model on any aligned identity folder
-    (the align stage's output for your own photos); writes the ROC to ``roc_path``."""
-    torch.set_num_threads(params.num_threads)
-    model = load_pretrained(arch, checkpoint)
-    faces = read_aligned_manifest(aligned_dir).sort_values("source").reset_index(drop=True)
-    embeddings = embed_crops(model, load_crops(aligned_dir, faces["path"].tolist()),
-                             params.batch_size, params.flip, params.precision)
-    metrics, roc = identity_set_metrics(faces, embeddings)
+def evaluate_to_files(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams,
+                      metrics_path: Path, roc_path: Path) -> dict:
+    """Write the model's figures and ROC; a zoo model that cannot run here writes
+    ``{"kind", "skipped": reason}`` and an empty ROC, which the leaderboard lists as skipped."""
+    from facerec.models.peers import PeerUnavailable
+
+    reason = missing_checkpoint(model)
+    if reason is None:
+        try:
+            record, roc = evaluate(model, evaluation, params)
+        except PeerUnavailable as error:
+            reason = str(error)
+    if reason is not None:
+        log.warning("%s skipped: %s", model.name, reason)
+        record, roc = {"kind": evaluation.kind, "skipped": reason}, pd.DataFrame(columns=ROC_COLUMNS)
+    write_json(metrics_path, record)
     write_table(roc_path, roc)
-    return metrics
+    return record
 
 
-ArchOption = Annotated[Optional[str], typer.Option(help="architecture of a non-facerec checkpoint")]
-
-
-def command(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
-            aligned: Annotated[Path, typer.Option(help="align's output folder of the LFW images")],
-            roc: Annotated[Path, typer.Option(help="CSV for the ROC curve")] = Path("roc.csv"),
-            metrics: Annotated[Optional[Path], typer.Option(help="JSON of the figures")] = None,
-            arch: ArchOption = None,
+def command(model: Annotated[str, typer.Option(help="train.model_name, a zoo entry or a peer")],
+            evaluation_set: Annotated[Path, typer.Option("--set", help="the evalset stage's folder of one set")],
+            metrics: Annotated[Path, typer.Option(help="JSON of the figures")],
+            roc: Annotated[Path, typer.Option(help="CSV of the ROC curve")],
+            checkpoint: Annotated[Optional[Path], typer.Option(
+                help="our model's checkpoint (default models/<model>/model.pt)")] = None,
             params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """LFW View 2 10-fold accuracy (and View 1), ROC-AUC, EER, TAR@FAR and Rank-1/5 of one model.
-
-    The pairs files are the params file's data.lfw_pairs and data.lfw_view1_pairs."""
+    """One model on one evaluation set: the set's protocol (LFW 10-fold, every pair, Rank-1/5, open-set)."""
     settings = load(params)
-    result = evaluate(checkpoint, arch, aligned, settings.data.lfw_pairs, roc, settings.evaluate,
-                      settings.data.lfw_view1_pairs)
-    write_metrics(metrics, result)
-    print_record(result)
+    try:
+        reference = resolve_model(model, settings, checkpoint)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--model") from None
+    print_record(evaluate_to_files(reference, read_evaluation_set(evaluation_set), settings.evaluate, metrics, roc))
 
 
-def folder_command(checkpoint: Annotated[Path, typer.Option(help="model checkpoint")],
-                   aligned: Annotated[Path, typer.Option(help="an aligned identity folder (align's output)")],
-                   arch: ArchOption = None,
+def zoo_command(evaluation_set: Annotated[Path, typer.Option("--set", help="the evalset stage's folder of one set")],
+                out: Annotated[Path, typer.Option(help="folder for <name>.json and <name>.csv (the ROC)")],
+                params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Every entry of the params file's zoo on one evaluation set (those that cannot run say why)."""
+    settings = load(params)
+    evaluation = read_evaluation_set(evaluation_set)
+    records = {name: evaluate_to_files(resolve_model(name, settings), evaluation, settings.evaluate,
+                                       out / f"{name}.json", out / f"{name}.csv") for name in settings.zoo}
+    print_record(records)
+
+
+def folder_command(aligned: Annotated[Path, typer.Option(help="an aligned identity folder (align's output)")],
+                   detections: Annotated[Path, typer.Option(help="detect's output folder of the same photos")],
+                   images: Annotated[Path, typer.Option(help="the photos given to detect")],
+                   model: Annotated[Optional[str], typer.Option(
+                       help="train.model_name, a zoo entry or a peer (default: train.model_name)")] = None,
+                   checkpoint: Annotated[Optional[Path], typer.Option(
+                       help="a checkpoint file instead of a named model")] = None,
+                   arch: Annotated[Optional[str], typer.Option(help="architecture of an upstream --checkpoint")] = None,
                    roc: Annotated[Path, typer.Option(help="CSV for the ROC curve")] = Path("roc.csv"),
                    params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Every genuine and impostor pair of an aligned identity folder: ROC-AUC, EER, TAR@FAR, Rank-1/5."""
-    print_record(evaluate_folder(checkpoint, arch, aligned, roc, section(params, "evaluate", EvaluateParams)))
+    """Any model on any aligned identity folder: every genuine and impostor pair, Rank-1/5, open-set FNIR@FPIR."""
+    if checkpoint is not None:
+        reference = ModelRef(checkpoint.stem, arch, checkpoint)
+    else:
+        settings = load(params)
+        try:
+            reference = resolve_model(model or settings.train.model_name, settings)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--model") from None
+    evaluation = build_evaluation_set(aligned.name, IdentitiesSet(kind="identities", photos=aligned.name),
+                                      images, detections, aligned, section(params, "detect", DetectParams))
+    record, curve = evaluate(reference, evaluation, section(params, "evaluate", EvaluateParams))
+    write_table(roc, curve)
+    print_record(record)

@@ -1,21 +1,25 @@
-"""Stage leaderboard: every model's figures in one table (json, md, png, offline html) and
-every model's ROC in one file for ``dvc plots``."""
+"""Stage leaderboard: every model's figures on every evaluation set, a ranking per set (json,
+md, png, Pareto png, offline html), and each set's ROCs in one file for ``dvc plots``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from facerec.config import LeaderboardParams
-from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, section
+from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, section
 from facerec.reports.leaderboard import (
-    COLUMNS,
-    LOWER_IS_BETTER,
     build_leaderboard,
-    combined_rocs,
+    current,
     plot_leaderboard,
+    plot_pareto,
+    read_benchmarks,
+    read_evaluations,
+    read_rocs,
+    skipped_evaluations,
     skipped_models,
     to_markdown,
 )
@@ -23,19 +27,26 @@ from facerec.reports.leaderboard_html import write_leaderboard_html
 from facerec.runtime.io import atomic_path, write_json, write_table
 
 
-def leaderboard(evaluate_dirs: list[Path], benchmark_dirs: list[Path], roc_dirs: list[Path], zoo_reports: list[Path],
-                out_dir: Path, sort_by: str) -> list[dict]:
-    """OUT/leaderboard.json, .md, .png and .html from the per-model metrics files of ours and
-    the zoo (the markdown and the page list the skipped zoo entries and why), and every
-    model's ROC in one table, OUT/roc_all_models.csv."""
-    records = build_leaderboard(evaluate_dirs, benchmark_dirs, sort_by)
-    skipped = skipped_models([r for r in zoo_reports if r.exists()])
+def leaderboard(evaluations: Path, benchmark_dirs: list[Path], rocs: Path, zoo_reports: list[Path], out_dir: Path,
+                sort_by: str, expected: Mapping[str, Sequence[str]] | None = None) -> list[dict]:
+    """OUT/leaderboard.json, .md, .png, .html and OUT/pareto.png from the per-set, per-model
+    metrics files of ours and the zoo (the markdown and the page list the skipped zoo entries
+    and why), and each set's ROCs of every model in one table, OUT/leaderboard_roc/<set>.csv.
+    With ``expected`` ({set: models}, the params file's), only those are ranked."""
+    evaluated, curves = read_evaluations(evaluations), read_rocs(rocs)
+    if expected is not None:
+        evaluated, curves = current(evaluated, curves, expected)
+    records = build_leaderboard(evaluated, read_benchmarks(benchmark_dirs), sort_by)
+    skipped = skipped_evaluations(evaluated)
+    not_benchmarked = skipped_models([report for report in zoo_reports if report.exists()])
     write_json(out_dir / "leaderboard.json", records)
     with atomic_path(out_dir / "leaderboard.md") as tmp:
-        tmp.write_text(to_markdown(records, skipped))
+        tmp.write_text(to_markdown(records, sort_by, skipped, not_benchmarked))
     plot_leaderboard(records, sort_by, out_dir / "leaderboard.png")
-    write_leaderboard_html(out_dir / "leaderboard.html", records, COLUMNS, LOWER_IS_BETTER, sort_by, skipped)
-    write_table(out_dir / "roc_all_models.csv", combined_rocs(roc_dirs).round(8))
+    plot_pareto(records, sort_by, out_dir / "pareto.png")
+    write_leaderboard_html(out_dir / "leaderboard.html", records, sort_by, curves, skipped, not_benchmarked)
+    for set_name, curve in curves.items():
+        write_table(out_dir / "leaderboard_roc" / f"{set_name}.csv", curve)
     return records
 
 
@@ -43,18 +54,25 @@ def _folders(*defaults: str) -> list[Path]:
     return [Path(folder) for folder in defaults]
 
 
-def command(evaluations: Annotated[list[Path], typer.Option(help="folders of evaluate metrics files")] = _folders(
-                "metrics/evaluate", "metrics/zoo/evaluate"),
-            benchmarks: Annotated[list[Path], typer.Option(help="folders of benchmark metrics files")] = _folders(
+def command(evaluations: Annotated[Path, typer.Option(
+                help="folder of evaluate metrics files, <set>/<model>.json")] = Path("metrics/evaluate"),
+            benchmarks: Annotated[list[Path], typer.Option(
+                help="folders of benchmark metrics files, <model>.json")] = _folders(
                 "metrics/benchmark", "metrics/zoo/benchmark"),
-            rocs: Annotated[list[Path], typer.Option(help="folders of per-model ROC files")] = _folders(
-                "metrics/roc", "metrics/zoo/roc"),
+            rocs: Annotated[Path, typer.Option(help="folder of ROC files, <set>/<model>.csv")] = Path("metrics/roc"),
             zoo_reports: Annotated[list[Path], typer.Option(
-                help="the zoo stages' reports (skipped entries)")] = _folders(
-                "metrics/zoo/evaluate_report.json", "metrics/zoo/benchmark_report.json"),
+                help="the zoo stages' reports (skipped entries); missing ones are skipped")] = _folders(
+                "metrics/zoo/benchmark_report.json"),
             out: Annotated[Path, typer.Option(help="folder for the leaderboard files")] = Path("metrics"),
             params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Join the per-model metrics files of ours and the zoo into the leaderboard; print its markdown."""
+    """Rank every model on every evaluation set into the leaderboard; print its markdown.
+
+    In a project (a params file), only its evaluation sets and models are ranked."""
     sort_by = section(params, "leaderboard", LeaderboardParams).sort_by
-    leaderboard(evaluations, benchmarks, rocs, zoo_reports, out, sort_by)
+    expected = None
+    if params.exists():
+        settings = load(params)
+        models = [settings.train.model_name, *settings.zoo]
+        expected = dict.fromkeys(settings.evaluate.sets, models)
+    leaderboard(evaluations, benchmarks, rocs, zoo_reports, out, sort_by, expected)
     typer.echo((out / "leaderboard.md").read_text())

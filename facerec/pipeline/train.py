@@ -12,8 +12,9 @@ import pandas as pd
 import typer
 
 from facerec.config import TrainParams
+from facerec.data.people import without_heldout
 from facerec.data.training_faces import training_manifest
-from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, print_record, section, write_metrics
+from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, section, write_metrics
 from facerec.runtime.io import write_table
 from facerec.training.distributed import world
 from facerec.training.loop import TrainResult, train_model
@@ -23,13 +24,15 @@ from facerec.training.loop import TrainResult, train_model
 TRAIN_STATE_DIR = Path(".cache/facerec/train")
 
 
-def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams) -> TrainResult:
-    """Train on an aligned set (align's folder or insightface's train.rec); write the
-    checkpoint, the per-step history and, beside it, validation.csv (one row per validation
-    on held-out identities; empty without them). Under torchrun every process trains and
-    rank 0 alone writes files."""
+def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams,
+          holdout_identities: int = 0) -> TrainResult:
+    """Train on an aligned set (align's folder or insightface's train.rec), less the
+    ``holdout_identities`` people kept for evaluation; write the checkpoint, the per-step
+    history and, beside it, validation.csv (one row per validation on held-out identities;
+    empty without them). Under torchrun every process trains and rank 0 alone writes files."""
     state = TRAIN_STATE_DIR / f"{params.model_name}.pt"
-    result = train_model(aligned_dir, training_manifest(aligned_dir), params, checkpoint, state)
+    faces = without_heldout(training_manifest(aligned_dir), holdout_identities)
+    result = train_model(aligned_dir, faces, params, checkpoint, state)
     if world()[0] == 0:
         write_table(history_path, result.history.round(6))
         validation = result.validation if len(result.validation) else pd.DataFrame(
@@ -44,9 +47,13 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder, o
                 "history.csv"),
             metrics: Annotated[Optional[Path], typer.Option(help="JSON of the run's summary")] = None,
             timings: Annotated[Optional[Path], typer.Option(help="JSON of the run's speed (varies run to run)")] = None,
+            holdout_identities: Annotated[Optional[int], typer.Option(
+                help="people kept out for evaluation (default: the params file's data.holdout_identities)")] = None,
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Train a backbone with a margin head on aligned faces (the train section; torchrun for several processes)."""
-    result = train(aligned, checkpoint, history, section(params, "train", TrainParams))
+    if holdout_identities is None:
+        holdout_identities = load(params).data.holdout_identities if params.exists() else 0
+    result = train(aligned, checkpoint, history, section(params, "train", TrainParams), holdout_identities)
     if world()[0] == 0:
         write_metrics(metrics, result.summary)
         write_metrics(timings, result.timings)

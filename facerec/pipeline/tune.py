@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from facerec.config import TrainParams, TuneParams
+from facerec.data.people import without_heldout
 from facerec.data.training_faces import training_manifest
 from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, write_metrics
 from facerec.reports.tuning_report import write_tuning_report
@@ -20,12 +21,14 @@ from facerec.training.tuning import run_study, summary, trial_seconds, trials_ta
 
 
 def tune(aligned_dir: Path, storage_dir: Path, trials_path: Path, report_path: Path, train: TrainParams,
-         params: TuneParams) -> tuple[dict, dict]:
-    """Search the head's hyperparameters on the aligned training set; write every trial's
-    values and score and Optuna's plots; return the best values and each trial's seconds."""
+         params: TuneParams, holdout_identities: int = 0) -> tuple[dict, dict]:
+    """Search the head's hyperparameters on the aligned training set (less the people held
+    out for evaluation); write every trial's values and score and Optuna's plots; return the
+    best values and each trial's seconds."""
     storage_dir.mkdir(parents=True, exist_ok=True)
     url = params.storage or f"sqlite:///{storage_dir / 'study.db'}"
-    study, space = run_study(aligned_dir, training_manifest(aligned_dir), train, params, url)
+    faces = without_heldout(training_manifest(aligned_dir), holdout_identities)
+    study, space = run_study(aligned_dir, faces, train, params, url)
     write_table(trials_path, trials_table(study).round(6))
     write_tuning_report(report_path, study)
     return summary(study, space, train.validation_metric, url), {"trial_seconds": trial_seconds(study)}
@@ -40,7 +43,8 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder of
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Search the margin head's parameters with Optuna (TPE, median pruner) on short trainings."""
     settings = load(params)
-    result, seconds = tune(aligned, storage_dir, trials, report, settings.train, settings.tune)
+    result, seconds = tune(aligned, storage_dir, trials, report, settings.train, settings.tune,
+                           settings.data.holdout_identities)
     write_metrics(metrics, result)
     write_metrics(timings, seconds)
     print_record(result)
