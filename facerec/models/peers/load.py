@@ -20,6 +20,13 @@ def _dlib() -> Embedder:
     return DlibResNet()
 
 
+@PEERS.register("sface_2021dec")
+def _sface() -> Embedder:
+    from facerec.models.peers.sface import SFace
+
+    return SFace()
+
+
 def load_peer(name: str) -> Embedder:
     """The published model ``name``; PeerUnavailable if its package is missing."""
     embedder: Embedder = PEERS.get(name)()
