@@ -12,7 +12,6 @@ import torch
 
 from conftest import LFW
 from facerec.config import BenchmarkParams, DetectParams, EvaluateParams, ZooEntry
-from facerec.evaluation.sets import read_evaluation_set
 from facerec.faces.detection import detect_photos
 from facerec.models.backbones import build_backbone
 from facerec.models.peers import PeerUnavailable, package_file
@@ -124,7 +123,7 @@ def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp
     torch.save({f"module.{key}": value for key, value in build_backbone("iresnet18").state_dict().items()}, checkpoint)
     entries = [ZooEntry(name="upstream_r18", arch="iresnet18", path=checkpoint),
                ZooEntry(name="absent", arch="iresnet100", path=tmp_path / "missing.pth")]
-    evaluation = read_evaluation_set(small_project / "data" / "evalsets" / "lfw")
+    evaluation = small_project / "data" / "evalsets" / "lfw"
     records = {entry.name: evaluate_to_files(ModelRef(entry.name, entry.arch, entry.path), evaluation,
                                              EvaluateParams(flip=False), tmp_path / f"{entry.name}.json",
                                              tmp_path / f"{entry.name}.csv") for entry in entries}

@@ -152,7 +152,7 @@ def test_the_default_leaderboard_ranks_published_peers_on_the_same_faces(small_p
         assert {point["model"] for point in chart["content"]["data"]["values"]} == {model, "dlib_resnet_v1",
                                                                                       "facenet_20180408"}
     page = (small_project / "metrics" / "leaderboard.html").read_text()
-    assert all(f'"model": "{name}"' in page for name in accuracy) and "<script src" not in page
+    assert all(f'"model":"{name}"' in page for name in accuracy) and "<script src" not in page
     assert (small_project / "metrics" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

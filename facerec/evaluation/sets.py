@@ -155,9 +155,15 @@ def write_evaluation_set(folder: Path, evaluation: EvaluationFaces) -> None:
     write_json(folder / INFO, evaluation.info)
 
 
-def read_evaluation_set(folder: Path) -> EvaluationFaces:
+def read_evaluation_info(folder: Path) -> dict:
+    """The set's ``set.json``: its name, kind, photo folder, counts and protocol files."""
     try:
-        info = json.loads((folder / INFO).read_text())
+        info: dict = json.loads((folder / INFO).read_text())
     except FileNotFoundError:
         raise EvaluationSetError(f"{folder}: not an evaluation set (no {INFO}); run the evalset stage") from None
+    return info
+
+
+def read_evaluation_set(folder: Path) -> EvaluationFaces:
+    info = read_evaluation_info(folder)
     return EvaluationFaces(info["kind"], read_table(folder / FACES), read_table(folder / PAIRS), info)

@@ -26,7 +26,7 @@ from facerec.evaluation.protocols import (
     roc_for_plot,
     verification_set_metrics,
 )
-from facerec.evaluation.sets import EvaluationFaces, build_evaluation_set, read_evaluation_set
+from facerec.evaluation.sets import EvaluationFaces, build_evaluation_set, read_evaluation_info, read_evaluation_set
 from facerec.models.zoo import ModelRef, missing_checkpoint, resolve_model
 from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, section
 from facerec.runtime.io import write_json, write_table
@@ -83,21 +83,23 @@ def evaluate(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParam
     return {"kind": evaluation.kind, **figures}, roc
 
 
-def evaluate_to_files(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams,
+def evaluate_to_files(model: ModelRef, evaluation_set: Path, params: EvaluateParams,
                       metrics_path: Path, roc_path: Path) -> dict:
-    """Write the model's figures and ROC; a zoo model that cannot run here writes
-    ``{"kind", "skipped": reason}`` and an empty ROC, which the leaderboard lists as skipped."""
+    """Write the model's figures on the set in folder ``evaluation_set`` and its ROC; a zoo
+    model that cannot run here writes ``{"kind", "skipped": reason}`` and an empty ROC, which
+    the leaderboard lists as skipped (the set's faces are not even read then)."""
     from facerec.models.peers import PeerUnavailable
 
     reason = missing_checkpoint(model)
     if reason is None:
         try:
-            record, roc = evaluate(model, evaluation, params)
+            record, roc = evaluate(model, read_evaluation_set(evaluation_set), params)
         except PeerUnavailable as error:
             reason = str(error)
     if reason is not None:
         log.warning("%s skipped: %s", model.name, reason)
-        record, roc = {"kind": evaluation.kind, "skipped": reason}, pd.DataFrame(columns=ROC_COLUMNS)
+        record = {"kind": read_evaluation_info(evaluation_set)["kind"], "skipped": reason}
+        roc = pd.DataFrame(columns=ROC_COLUMNS)
     write_json(metrics_path, record)
     write_table(roc_path, roc)
     return record
@@ -116,7 +118,7 @@ def command(model: Annotated[str, typer.Option(help="train.model_name, a zoo ent
         reference = resolve_model(model, settings, checkpoint)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--model") from None
-    print_record(evaluate_to_files(reference, read_evaluation_set(evaluation_set), settings.evaluate, metrics, roc))
+    print_record(evaluate_to_files(reference, evaluation_set, settings.evaluate, metrics, roc))
 
 
 def zoo_command(evaluation_set: Annotated[Path, typer.Option("--set", help="the evalset stage's folder of one set")],
@@ -124,8 +126,7 @@ def zoo_command(evaluation_set: Annotated[Path, typer.Option("--set", help="the 
                 params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Every entry of the params file's zoo on one evaluation set (those that cannot run say why)."""
     settings = load(params)
-    evaluation = read_evaluation_set(evaluation_set)
-    records = {name: evaluate_to_files(resolve_model(name, settings), evaluation, settings.evaluate,
+    records = {name: evaluate_to_files(resolve_model(name, settings), evaluation_set, settings.evaluate,
                                        out / f"{name}.json", out / f"{name}.csv") for name in settings.zoo}
     print_record(records)
 

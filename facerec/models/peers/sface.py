@@ -65,8 +65,8 @@ def runnable_graph(path: Path) -> bytes:
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear" and all(name in constants for name in node.input):
             attributes = {attribute.name: attribute.i for attribute in node.attribute}
-            folded[node.output[0]] = _dequantised(*(constants[name] for name in node.input),
-                                                  axis=attributes.get("axis", 1),
+            values, scale, zero_point = (constants[name] for name in node.input)
+            folded[node.output[0]] = _dequantised(values, scale, zero_point, axis=attributes.get("axis", 1),
                                                   block_size=attributes.get("block_size", 0))
         elif node.op_type == "Reshape" and node.input[0] in folded and node.input[1] in constants:
             folded[node.output[0]] = folded.pop(node.input[0]).reshape(constants[node.input[1]])
