@@ -45,9 +45,10 @@ def test_the_small_projects_lfw_pairs_as_a_bin_score_as_the_evaluate_stage_did(s
     assert metrics["kind"] == "bin" and metrics["bin_pairs"] == len(pairs)
     assert metrics["bin_accuracy"] == pytest.approx(stage["lfw_accuracy"], abs=1e-12)
     assert metrics["bin_accuracy_std"] == pytest.approx(stage["lfw_accuracy_std"], abs=1e-12)
-    # The stage embeds these faces in other batches (beside View 1's faces): last-bit float
-    # differences may turn one of the 120×120 genuine-impostor comparisons into a tie (1/28,800).
-    assert metrics["roc_auc"] == pytest.approx(stage["roc_auc"], abs=1e-4)
+    # The stage embeds these faces in other batches (each face once, beside View 1's faces):
+    # last-bit float differences may flip a few of the 120×120 genuine-impostor comparisons
+    # (1/14,400 each); up to four.
+    assert metrics["roc_auc"] == pytest.approx(stage["roc_auc"], abs=3e-4)
     assert roc["tpr"].is_monotonic_increasing and roc["fpr"].iloc[-1] == 1.0
 
 
