@@ -86,12 +86,12 @@ def test_adding_a_set_or_retraining_reruns_only_the_stages_they_change(project_c
     zoo = params["zoo"]
     assert _stale_stages(project_copy) == {"evalset@lfw_people", "evaluate@lfw_people", "leaderboard",
                                            *(f"evaluate_zoo@{model}-lfw_people" for model in zoo)}
-    params["train"]["lr"] = params["train"]["lr"] / 2  # retraining: our model's stages only
+    before = _stale_stages(project_copy)
+    params["train"]["lr"] = params["train"]["lr"] / 2  # retraining: only the stages that read train
     (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    stale = _stale_stages(project_copy)
-    assert {"train", "evaluate@lfw", "evaluate@celeba_heldout", "benchmark", "monitor", "tune"} <= stale
-    assert not any(stage.startswith("evaluate_zoo@") and not stage.endswith("-lfw_people") for stage in stale)
-    assert not any(stage.startswith(("detect@", "align@", "gate@", "evalset@lfw", "evalset@celeba")) for stage in stale)
+    # (what then reruns downstream of the new model.pt, and that no zoo stage does, is checked
+    # by running it in test_pipeline.py's branch test)
+    assert _stale_stages(project_copy) - before == {"train", "tune"}
 
 
 def _tight_grey_crops(folder: Path) -> list[str]:

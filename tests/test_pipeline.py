@@ -26,8 +26,9 @@ pytestmark = pytest.mark.timeout(1800)
 EVALUATION_KEYS = {"lfw_accuracy", "lfw_accuracy_std", "lfw_view1_accuracy", "roc_auc", "eer", "accuracy",
                    "tar_at_far_1e-2", "tar_at_far_1e-3", "tar_at_far_1e-4", "rank1", "rank5",
                    "fnir_at_fpir_1e-2", "fnir_at_fpir_1e-1"}
-LEADERBOARD_KEYS = EVALUATION_KEYS | {"set", "kind", "model", "bin_accuracy", "bin_accuracy_std", "latency_ms",
-                                      "throughput_fps", "size_mb", "gflops", "mparams"}
+LEADERBOARD_KEYS = EVALUATION_KEYS | {"set", "kind", "model", "bin_accuracy", "bin_accuracy_std", "pairs_accuracy",
+                                      "pairs_accuracy_std", "latency_ms", "throughput_fps", "size_mb", "gflops",
+                                      "mparams"}
 
 
 def _params(project: Path) -> dict:
