@@ -39,9 +39,9 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(f"the shared data is missing: expected {CELEBA} and {LFW}")
 
 
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run(command: list[str], cwd: Path, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; on failure show it in the assertion."""
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
                              f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
@@ -127,7 +127,8 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
 def small_project(tmp_path_factory) -> Path:
     """A small real project whose full pipeline has been run once with ``dvc repro``."""
     project = make_project(tmp_path_factory.mktemp("e2e"))
-    result = run(["dvc", "repro"], project)
+    # About 7 minutes on 2 free cores; the bound is for a CPU shared with other work.
+    result = run(["dvc", "repro"], project, timeout=3600)
     (project / "first_repro.log").write_text(result.stdout + result.stderr)
     return project
 
