@@ -40,8 +40,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Every stage item of the tiny pipeline, each expected to execute exactly once.
 EXPECTED_RUNS = Counter(
-    ["detect@a", "detect@b", "align@a", "align@b", "train", "evaluate", "benchmark", "evaluate_zoo", "benchmark_zoo",
-     "leaderboard", "monitor", "tune"]
+    ["detect@a", "detect@b", "align@a", "align@b", "train", "evalset", "evaluate", "benchmark", "evaluate_zoo",
+     "benchmark_zoo", "leaderboard", "monitor", "tune"]
 )
 LEADERBOARD_ROWS = [{"model": "tiny", "accuracy": 0.99}]
 LEADERBOARD_MD = "| model | accuracy |\n|---|---|\n| tiny | 0.99 |\n"
@@ -91,11 +91,17 @@ stages:
       - train.epochs
     outs:
       - out/model.txt
+  evalset:
+    cmd: python step.py evalset out/evalset.txt out/align_b.txt
+    deps:
+      - out/align_b.txt
+    outs:
+      - out/evalset.txt
   evaluate:
-    cmd: python step.py evaluate out/evaluate.txt out/model.txt out/align_b.txt
+    cmd: python step.py evaluate out/evaluate.txt out/model.txt out/evalset.txt
     deps:
       - out/model.txt
-      - out/align_b.txt
+      - out/evalset.txt
     outs:
       - out/evaluate.txt
   benchmark:
@@ -105,9 +111,9 @@ stages:
     outs:
       - out/benchmark.txt
   evaluate_zoo:
-    cmd: python step.py evaluate_zoo out/evaluate_zoo.txt out/align_b.txt
+    cmd: python step.py evaluate_zoo out/evaluate_zoo.txt out/evalset.txt
     deps:
-      - out/align_b.txt
+      - out/evalset.txt
     outs:
       - out/evaluate_zoo.txt
   benchmark_zoo:
