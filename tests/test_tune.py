@@ -50,7 +50,7 @@ def test_a_study_resumes_where_it_stopped_and_runs_only_the_missing_trials(proje
     more = params.tune.model_copy(update={"n_trials": params.tune.n_trials + 1})
 
     result, seconds = tune(aligned, project_copy / "models" / "tune", tmp_path / "trials.csv",
-                           tmp_path / "report.html", params.train, more)
+                           tmp_path / "report.html", params.train, more, params.data.holdout_identities)
 
     assert sorted(seconds["trial_seconds"]) == [str(trial) for trial in range(more.n_trials)]
     staged = json.loads((project_copy / "metrics" / "tune.json").read_text())
