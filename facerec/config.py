@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from facerec.registry import BACKBONES, DETECTORS, HEADS, PEERS
+from facerec.registry import BACKBONES, DETECTORS, HEADS, PEER_BACKBONES, PEERS
 
 
 class ConfigError(ValueError):
@@ -169,6 +169,29 @@ AUGMENTATION_PRESETS = {
 }
 
 
+class FinetuneParams(_Section):
+    """How a backbone started from ``init_from`` is trained on the new people."""
+
+    frozen_epochs: float = Field(
+        0.0, ge=0, description="the backbone's weights stay fixed for these first epochs: the new head learns alone")
+    backbone_lr_scale: float = Field(
+        1.0, gt=0, le=1, description="the backbone's learning rate as a share of lr (the head's is lr)")
+    head_init: Literal["class_means", "random"] = Field(
+        "class_means", description="class_means: each person's centre starts at the mean of their embeddings by "
+                                   "the started-from backbone (weight imprinting); random: a fresh head")
+
+
+class DistillParams(_Section):
+    """The student learns the teacher's embeddings of the training faces (train.teacher)."""
+
+    loss: Literal["cosine", "l2", "similarity"] = Field(
+        "cosine", description="cosine: 1 - cos(student, teacher); l2: squared distance of the normalised "
+                              "embeddings; similarity: the batch's cosine-similarity matrices matched (relational)")
+    weight: float = Field(1.0, gt=0, description="the distillation term's weight")
+    margin_weight: float = Field(
+        1.0, ge=0, description="the margin loss's weight beside it; 0 = the teacher alone (no head is trained)")
+
+
 class TrainParams(_Section):
     # Each crop's augmentation is seeded by its position; resumed runs continue exactly.
     # (num_threads is not neutral: 1 and 2 threads give other bits after a few steps.)
@@ -180,7 +203,18 @@ class TrainParams(_Section):
     stem_stride: Literal[1, 2] = Field(
         1, description="iresnet: 2 runs every stage at half the side, ~4x fewer FLOPs (insightface: 1)")
     head: HeadParams = HeadParams()
-    epochs: int = Field(ge=1)
+    epochs: int = Field(ge=0, description="0 keeps the started-from weights (init_from) as they are")
+    init_from: str | None = Field(
+        None, description="a zoo entry of the backbone's architecture (a checkpoint, or the peer sface_2021dec for "
+                          "backbone sface) whose weights training starts from; null = random initialisation")
+    finetune: FinetuneParams = FinetuneParams()
+    teacher: str | None = Field(
+        None, description="a zoo entry (peer or checkpoint) whose embeddings of the training faces the student "
+                          "learns (the teacher stage computes them once)")
+    distill: DistillParams = DistillParams()
+    adaptation: Literal["none", "whitening"] = Field(
+        "none", description="whitening: a linear map after the backbone fitted on the training people "
+                            "(within-class covariance normalisation), kept only if the validation people gain")
     batch_size: int = Field(64, ge=2)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0)
@@ -222,6 +256,16 @@ class TrainParams(_Section):
     def _stem_stride_is_iresnet(self) -> "TrainParams":
         if self.stem_stride != 1 and not self.backbone.startswith("iresnet"):
             raise ValueError(f"stem_stride applies to the iresnets only, not {self.backbone}")
+        return self
+
+    @model_validator(mode="after")
+    def _steps_have_a_gradient(self) -> "TrainParams":
+        if self.epochs == 0 and self.init_from is None:
+            raise ValueError("epochs: 0 trains nothing: it needs init_from (weights to keep as they are)")
+        if self.distill.margin_weight == 0 and self.teacher is None:
+            raise ValueError("distill.margin_weight: 0 leaves no loss without a teacher")
+        if self.distill.margin_weight == 0 and self.finetune.frozen_epochs > 0:
+            raise ValueError("finetune.frozen_epochs trains the head alone, which distill.margin_weight: 0 removes")
         return self
 
     @model_validator(mode="after")
@@ -439,6 +483,21 @@ class Params(_Section):
     def _distinct_names(self) -> "Params":
         if self.train.model_name in self.zoo:
             raise ValueError(f"zoo name {self.train.model_name!r} is train.model_name: the two would share files")
+        return self
+
+    @model_validator(mode="after")
+    def _transfer_names_zoo_entries(self) -> "Params":
+        train = self.train
+        for key in ("init_from", "teacher"):
+            name = getattr(train, key)
+            if name is not None and name not in self.zoo:
+                raise ValueError(f"train.{key}: {name!r} is not one of zoo: {', '.join(self.zoo) or 'none'}")
+        if train.init_from is not None:
+            entry = self.zoo[train.init_from]
+            arch = PEER_BACKBONES.get(entry.arch, entry.arch)
+            if arch != train.backbone:
+                raise ValueError(f"train.init_from: {train.init_from}'s weights are a {arch}'s, "
+                                 f"not train.backbone's ({train.backbone})")
         return self
 
     @model_validator(mode="after")

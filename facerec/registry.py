@@ -58,8 +58,10 @@ BACKBONES: Registry = Registry("backbone", "facerec.models.backbones", [
     "mobilefacenet", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200",
     "adaface_ir18", "adaface_ir34", "adaface_ir50", "adaface_ir101",
     "topofr_r50", "topofr_r100", "topofr_r200",
-    "vit_t", "vit_s", "vit_b", "vit_l", "transface_vit_s", "transface_vit_b", "transface_vit_l",
+    "vit_t", "vit_s", "vit_b", "vit_l", "transface_vit_s", "transface_vit_b", "transface_vit_l", "sface",
 ])
 HEADS: Registry = Registry("head", "facerec.models.heads", ["arcface", "cosface", "combined", "adaface"])
 DETECTORS: Registry = Registry("detector", "facerec.faces.detectors", ["mtcnn", "yolo"])
 PEERS: Registry = Registry("peer", "facerec.models.peers.load", ["dlib_resnet_v1", "facenet_20180408", "sface_2021dec"])
+# Peers whose published weights import into one of our backbones (to fine-tune or adapt them).
+PEER_BACKBONES = {"sface_2021dec": "sface"}

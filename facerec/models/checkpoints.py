@@ -3,8 +3,9 @@
 Every model returned takes N×3×112×112 float RGB normalised as (x/255 − 0.5)/0.5 and
 returns N×D embeddings. The file layouts read (``split_checkpoint`` tells them apart):
 
-- ``facerec``: ours (``save_checkpoint``): arch, embedding size, backbone ``state_dict``
-  and the training head's ``head_state_dict``.
+- ``facerec``: ours (``save_checkpoint``): arch, embedding size, backbone ``state_dict``,
+  the training head's ``head_state_dict`` and, when training fitted one, the ``adaptation``
+  map applied after the backbone (``facerec.models.adaptation``).
 - ``plain``: a state_dict, as insightface (arcface_torch), TransFace and TopoFR save them;
   keys may carry DataParallel's ``module.`` prefix. TopoFR's adds its loss's classifier
   (identities×512) as the top-level ``weight``.
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from facerec.models.adaptation import EmbeddingMap
 from facerec.models.backbones import list_backbones, meta_backbone
 from facerec.runtime.io import atomic_path
 
@@ -64,6 +66,7 @@ class Checkpoint:
     arch: str | None = None  # only facerec checkpoints record it
     embedding_size: int = 512  # upstream models are all 512-d
     options: dict = field(default_factory=dict)  # builder arguments ours record (stem_stride)
+    adaptation: dict[str, torch.Tensor] | None = None  # ours: the map after the backbone (mean, projection)
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,11 @@ class BGRInput(nn.Module):
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, embedding_size: int,
-                    identities: list[str], head_state: dict | None = None, options: dict | None = None) -> None:
+                    identities: list[str], head_state: dict | None = None, options: dict | None = None,
+                    adaptation: dict[str, torch.Tensor] | None = None) -> None:
     """Write our checkpoint atomically: backbone weights, architecture and the builder
-    ``options`` it was made with, training identities."""
+    ``options`` it was made with, training identities, and the ``adaptation`` map (mean,
+    projection) that loading applies after the backbone."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
@@ -110,6 +115,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: str, embedding_siz
     }
     if head_state is not None:
         payload["head_state_dict"] = {key: value.detach().cpu() for key, value in head_state.items()}
+    if adaptation is not None:
+        payload["adaptation"] = {key: value.detach().cpu() for key, value in adaptation.items()}
     # Through a file object: given a path, torch.save names the archive's folder after the file,
     # and atomic_path's temporary name would make every save of the same weights differ.
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -143,7 +150,8 @@ def split_checkpoint(payload: dict, source: str | Path) -> Checkpoint:
     if payload.get("format") == CHECKPOINT_FORMAT:
         head = payload.get("head_state_dict", {})
         return Checkpoint("facerec", payload["state_dict"], {f"head.{key}": value for key, value in head.items()},
-                          payload["arch"], payload["embedding_size"], payload.get("options", {}))
+                          payload["arch"], payload["embedding_size"], payload.get("options", {}),
+                          payload.get("adaptation"))
     name = "lightning" if isinstance(payload.get("state_dict"), dict) else "plain"
     layout = LAYOUTS[name]
     tensors = payload[layout.container] if layout.container else payload
@@ -191,6 +199,8 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> tuple[nn.Modul
                           assign=True)
     if checkpoint.layout != "facerec" and arch.startswith(BGR_UPSTREAM_PREFIX):
         model = BGRInput(model)
+    if checkpoint.adaptation is not None:
+        model = EmbeddingMap(model, checkpoint.adaptation["mean"], checkpoint.adaptation["projection"])
     return model.eval(), checkpoint
 
 

@@ -18,6 +18,7 @@ from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_re
 from facerec.runtime.io import write_table
 from facerec.training.distributed import world
 from facerec.training.loop import TrainResult, train_model
+from facerec.training.transfer import initial_weights
 
 # The resumable state lives here, not in a DVC out (DVC deletes outs before rerunning a
 # stage): a killed run, rerun, continues where it stopped.
@@ -25,14 +26,17 @@ TRAIN_STATE_DIR = Path(".cache/facerec/train")
 
 
 def train(aligned_dir: Path, checkpoint: Path, history_path: Path, params: TrainParams,
-          holdout_identities: int = 0) -> TrainResult:
+          holdout_identities: int = 0, initial_weights: dict | None = None,
+          teacher: pd.DataFrame | None = None) -> TrainResult:
     """Train on an aligned set (align's folder or insightface's train.rec), less the
-    ``holdout_identities`` people kept for evaluation; write the checkpoint, the per-step
-    history and, beside it, validation.csv (one row per validation on held-out identities;
-    empty without them). Under torchrun every process trains and rank 0 alone writes files."""
+    ``holdout_identities`` people kept for evaluation, from ``initial_weights`` and with the
+    ``teacher``'s embeddings when given; write the checkpoint, the per-step history and,
+    beside it, validation.csv (one row per validation on held-out identities; empty without
+    them). Under torchrun every process trains and rank 0 alone writes files."""
     state = TRAIN_STATE_DIR / f"{params.model_name}.pt"
     faces = without_heldout(training_manifest(aligned_dir), holdout_identities)
-    result = train_model(aligned_dir, faces, params, checkpoint, state)
+    result = train_model(aligned_dir, faces, params, checkpoint, state, initial_weights=initial_weights,
+                         teacher=teacher)
     if world()[0] == 0:
         write_table(history_path, result.history.round(6))
         validation = result.validation if len(result.validation) else pd.DataFrame(
@@ -51,9 +55,12 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder, o
                 help="people kept out for evaluation (default: the params file's data.holdout_identities)")] = None,
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Train a backbone with a margin head on aligned faces (the train section; torchrun for several processes)."""
+    settings = load(params) if params.exists() else None
     if holdout_identities is None:
-        holdout_identities = load(params).data.holdout_identities if params.exists() else 0
-    result = train(aligned, checkpoint, history, section(params, "train", TrainParams), holdout_identities)
+        holdout_identities = settings.data.holdout_identities if settings else 0
+    train_params = settings.train if settings else section(params, "train", TrainParams)
+    result = train(aligned, checkpoint, history, train_params, holdout_identities,
+                   initial_weights(settings) if settings else None)
     if world()[0] == 0:
         write_metrics(metrics, result.summary)
         write_metrics(timings, result.timings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import pandas as pd
 import typer
 
 from facerec.config import TrainParams, TuneParams
@@ -17,18 +18,21 @@ from facerec.data.training_faces import training_manifest
 from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, write_metrics
 from facerec.reports.tuning_report import write_tuning_report
 from facerec.runtime.io import write_table
+from facerec.training.transfer import initial_weights
 from facerec.training.tuning import run_study, summary, trial_seconds, trials_table
 
 
 def tune(aligned_dir: Path, storage_dir: Path, trials_path: Path, report_path: Path, train: TrainParams,
-         params: TuneParams, holdout_identities: int = 0) -> tuple[dict, dict]:
+         params: TuneParams, holdout_identities: int = 0, initial_weights: dict | None = None,
+         teacher: pd.DataFrame | None = None) -> tuple[dict, dict]:
     """Search the head's hyperparameters on the aligned training set (less the people held
-    out for evaluation); write every trial's values and score and Optuna's plots; return the
+    out for evaluation), each trial trained as the train stage trains (from ``initial_weights``,
+    with ``teacher``); write every trial's values and score and Optuna's plots; return the
     best values and each trial's seconds."""
     storage_dir.mkdir(parents=True, exist_ok=True)
     url = params.storage or f"sqlite:///{storage_dir / 'study.db'}"
     faces = without_heldout(training_manifest(aligned_dir), holdout_identities)
-    study, space = run_study(aligned_dir, faces, train, params, url)
+    study, space = run_study(aligned_dir, faces, train, params, url, initial_weights, teacher)
     write_table(trials_path, trials_table(study).round(6))
     write_tuning_report(report_path, study)
     return summary(study, space, train.validation_metric, url), {"trial_seconds": trial_seconds(study)}
@@ -44,7 +48,7 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder of
     """Search the margin head's parameters with Optuna (TPE, median pruner) on short trainings."""
     settings = load(params)
     result, seconds = tune(aligned, storage_dir, trials, report, settings.train, settings.tune,
-                           settings.data.holdout_identities)
+                           settings.data.holdout_identities, initial_weights(settings))
     write_metrics(metrics, result)
     write_metrics(timings, seconds)
     print_record(result)

@@ -96,5 +96,9 @@ def training_batches(crops: torch.Tensor, labels: torch.Tensor, params: AugmentP
     """(uint8 images, labels) of this rank for each step from ``start`` to ``total``;
     ``workers`` processes prepare batches ahead of the training step (0: in this process)."""
     sampler = StepBatches(len(crops), batch_size, steps_per_epoch, seed, start, total, rank, world_size)
+    # A generator of its own: the loader draws its workers' base seed from it, not from the
+    # global RNG that dropout draws from (and that a resume restores), so a resumed run's
+    # dropout masks are an uninterrupted run's.
     return DataLoader(AugmentedFaces(crops, labels, params), batch_sampler=sampler, num_workers=workers,
-                      prefetch_factor=2 if workers else None, pin_memory=torch.cuda.is_available())
+                      prefetch_factor=2 if workers else None, pin_memory=torch.cuda.is_available(),
+                      generator=torch.Generator().manual_seed(seed))

@@ -4,6 +4,11 @@ SGD or AdamW (no weight decay on norms and biases), linear warm-up then a polyno
 cosine or step schedule stepped per iteration, optional gradient clipping, bf16 autocast
 on CPU, one log row per step for ``dvc plots``. Batches and their augmentation come from
 ``facerec.training.batches`` (DataLoader workers).
+
+Transfer from a published model: the backbone may start from its weights (``init_from``,
+with a frozen or slower backbone at first and a head imprinted from them), learn a
+teacher's embeddings beside the margin loss (``teacher``, ``distill``), and end with a
+linear map fitted on the training people (``adaptation``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from tqdm import tqdm
 from facerec.config import TrainParams
 from facerec.data.aligned import normalise
 from facerec.data.training_faces import load_training_crops
+from facerec.evaluation.embedding import embed_crops
+from facerec.models.adaptation import EmbeddingMap
 from facerec.models.backbones import build_backbone
 from facerec.models.checkpoints import save_checkpoint
 from facerec.models.heads import build_head
@@ -35,8 +42,11 @@ from facerec.models.partial_fc import PartialFC, shard_bounds
 from facerec.runtime.hardware import autocast_dtype, needs_grad_scaler
 from facerec.runtime.io import atomic_path
 from facerec.training.batches import training_batches
+from facerec.training.adaptation import fit_whitening
+from facerec.training.distillation import DistillationLoss
 from facerec.training.distributed import broadcast_float, init_from_environment, training_device
 from facerec.training.selection import EarlyStopping, hold_out_identities, validation_score
+from facerec.training.transfer import class_means
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +100,22 @@ def lr_multiplier(params: TrainParams, steps_per_epoch: int) -> Callable[[int], 
 
 
 def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and kernels only: decaying norm scales, biases and
-    PReLU slopes (every tensor of one dimension) only pulls them towards 0."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+    """Two groups per module, in order (so that each module's learning rate can follow its own
+    schedule): weight decay on weight matrices and kernels only, since decaying norm scales,
+    biases and PReLU slopes (every tensor of one dimension) only pulls them towards 0."""
+    groups = []
     for module in modules:
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for parameter in module.parameters():
             if parameter.requires_grad:
                 (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups += [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return groups
 
 
 def build_optimizer(params: TrainParams, modules: list[nn.Module]) -> torch.optim.Optimizer:
+    """The optimiser over ``modules``' parameters, two groups per module (``parameter_groups``)."""
     groups = parameter_groups(modules, params.weight_decay)
     if params.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=params.lr, betas=(params.momentum, 0.999), foreach=True)
@@ -123,6 +137,15 @@ def _rank_path(path: Path, rank: int, world_size: int) -> Path:
     return path if world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
+def backbone_lr_multiplier(params: TrainParams, steps_per_epoch: int) -> Callable[[int], float]:
+    """The backbone's LR multiplier: 0 for the first ``finetune.frozen_epochs`` (the new head
+    learns alone), then ``finetune.backbone_lr_scale`` × the schedule's."""
+    schedule = lr_multiplier(params, steps_per_epoch)
+    frozen = int(params.finetune.frozen_epochs * steps_per_epoch)
+    scale = params.finetune.backbone_lr_scale
+    return lambda step: 0.0 if step < frozen else scale * schedule(step)
+
+
 @dataclass
 class _Learner:
     """The modules and optimiser state every step changes, and so what a resume restores."""
@@ -131,26 +154,42 @@ class _Learner:
     forward: Callable[..., torch.Tensor]  # the model as called: wrapped in DDP and/or compiled
     head: nn.Module
     criterion: PartialFC
+    distillation: DistillationLoss | None
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     autocast: torch.dtype | None
     grad_clip: float | None
+    margin_weight: float = 1.0
+    distill_weight: float = 1.0
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-        """One optimiser step on a batch; (loss, closed-set accuracy)."""
+    def step(self, images: torch.Tensor, labels: torch.Tensor,
+             teacher: torch.Tensor | None = None) -> tuple[float, float]:
+        """One optimiser step on a batch (with the teacher's embeddings of its faces when
+        distilling); (loss, closed-set accuracy: NaN without the margin loss)."""
         with torch.autocast(images.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             embeddings = self.forward(images)
-        loss, accuracy = self.criterion(embeddings, labels)
+        loss = embeddings.new_zeros((), dtype=torch.float32)
+        accuracy = torch.tensor(float("nan"))
+        if self.margin_weight > 0:
+            margin_loss, accuracy = self.criterion(embeddings, labels)
+            loss = loss + self.margin_weight * margin_loss
+        if self.distillation is not None:
+            assert teacher is not None  # train_model passes the teacher's rows whenever it distils
+            loss = loss + self.distill_weight * self.distillation(embeddings, teacher)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_([*self.model.parameters(), *self.head.parameters()], self.grad_clip)
+            torch.nn.utils.clip_grad_norm_([*self.model.parameters(), *self.head.parameters(),
+                                            *self._distillation_parameters()], self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return loss.item(), accuracy.item()
+
+    def _distillation_parameters(self) -> list[nn.Parameter]:
+        return list(self.distillation.parameters()) if self.distillation is not None else []
 
     def best_weights(self) -> dict:
         """The weights model selection keeps: the backbone and every class centre."""
@@ -158,12 +197,15 @@ class _Learner:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "head": self.head.state_dict(),
+                "distillation": self.distillation.state_dict() if self.distillation is not None else {},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.head.load_state_dict(state["head"])
+        if self.distillation is not None:
+            self.distillation.load_state_dict(state["distillation"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -171,20 +213,28 @@ class _Learner:
 
 
 def _build_learner(params: TrainParams, num_classes: int, steps_per_epoch: int, device: torch.device,
-                   rank: int, world_size: int) -> _Learner:
+                   rank: int, world_size: int, initial_weights: dict | None, teacher_size: int | None) -> _Learner:
     model = build_backbone(params.backbone, embedding_size=params.embedding_size, **params.backbone_options())
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
     # Module.to takes device and memory_format together; torch's overload stubs list them apart.
     model = model.to(device=device, memory_format=_memory_format(params))  # type: ignore[call-overload]
     shard_start, shard_end = shard_bounds(num_classes, rank, world_size)
     head = build_head(params.embedding_size, shard_end - shard_start, params.head).to(device)
-    optimizer = build_optimizer(params, [model, head])
+    distillation = (DistillationLoss(params.distill.loss, params.embedding_size, teacher_size).to(device)
+                    if teacher_size is not None else None)
+    optimizer = build_optimizer(params, [model, head, *([distillation] if distillation is not None else [])])
+    # The backbone's two groups come first (parameter_groups keeps the modules' order).
+    schedules = [backbone_lr_multiplier(params, steps_per_epoch)] * 2 + [lr_multiplier(params, steps_per_epoch)] * (
+        len(optimizer.param_groups) - 2)
     autocast = autocast_dtype(params.precision, device)
     trained = DDP(model) if world_size > 1 else model
     return _Learner(model=model, forward=torch.compile(trained) if params.compile else trained, head=head,
-                    criterion=PartialFC(head, num_classes, params.sample_rate), optimizer=optimizer,
-                    scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(params, steps_per_epoch)),
+                    criterion=PartialFC(head, num_classes, params.sample_rate), distillation=distillation,
+                    optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedules),
                     scaler=torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(autocast)),
-                    autocast=autocast, grad_clip=params.grad_clip)
+                    autocast=autocast, grad_clip=params.grad_clip, margin_weight=params.distill.margin_weight,
+                    distill_weight=params.distill.weight)
 
 
 def _memory_format(params: TrainParams) -> torch.memory_format:
@@ -240,11 +290,17 @@ def _split_faces(aligned: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFra
 
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
                 checkpoint_path: str | Path | None, state_path: str | Path | None = None,
-                on_validation: Callable[[int, float], None] | None = None) -> TrainResult:
+                on_validation: Callable[[int, float], None] | None = None,
+                initial_weights: dict | None = None, teacher: pd.DataFrame | None = None) -> TrainResult:
     """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint
     (unless ``checkpoint_path`` is None); return the history.
 
-    ``on_validation(epoch, score)`` is called after each validation on the held-out
+    ``initial_weights`` (``facerec.training.transfer.starting_weights``) is the backbone's
+    state_dict to start from; the started-from weights are validated before the first step
+    and are kept if no epoch beats them. ``teacher`` holds the teacher's embedding of each
+    training face (index: the face's path in ``aligned``), learnt as ``params.distill`` says.
+
+    ``on_validation(epoch, score)`` is called after each epoch's validation on the held-out
     identities; an exception it raises (a tuning trial being pruned) ends the run there.
 
     With ``state_path``, the whole training state (model, head, optimiser, scheduler, grad
@@ -268,6 +324,7 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
              "es" if world_size > 1 else "", len(held_out), held_out["identity"].nunique())
     crops = load_training_crops(aligned_dir, faces["path"].tolist())
     labels = torch.tensor(faces["label"].to_numpy(), dtype=torch.long)
+    targets = _teacher_rows(teacher, faces) if params.teacher is not None else None
     held_out_crops = (load_training_crops(aligned_dir, held_out["path"].tolist()) if len(held_out) and rank == 0
                       else None)
     global_batch = params.batch_size * world_size
@@ -275,53 +332,68 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     if steps_per_epoch == 0:
         raise ValueError(f"{len(faces)} faces are fewer than one batch of {global_batch}")
     total_steps = steps_per_epoch * params.epochs
-    learner = _build_learner(params, num_classes, steps_per_epoch, device, rank, world_size)
+    learner = _build_learner(params, num_classes, steps_per_epoch, device, rank, world_size, initial_weights,
+                             None if targets is None else targets.shape[1])
     progress = _Progress(EarlyStopping(params.patience, params.min_delta))
     fingerprint = training_fingerprint(params, faces, world_size)
     state_path = _rank_path(Path(state_path), rank, world_size) if state_path else None
-    if state_path and _resume(state_path, fingerprint, learner, progress):
+    resumed = bool(state_path) and _resume(state_path, fingerprint, learner, progress)
+    if resumed:
         log.info("resuming from %s at step %d of %d", state_path, progress.step, total_steps)
 
-    def validate(epoch: int) -> None:
+    def score(model: nn.Module) -> float:
         # Rank 0 scores; every rank takes the same decision from its score.
         local_score = 0.0
         if rank == 0:
             # Validation runs only with validation_identities > 0, which holds out faces: rank 0 loaded them.
             assert held_out_crops is not None
-            local_score = validation_score(learner.model, held_out_crops, held_out["identity"].to_numpy(),
+            local_score = validation_score(model, held_out_crops, held_out["identity"].to_numpy(),
                                            params.validation_metric)
-        score = broadcast_float(local_score)
+        return broadcast_float(local_score)
+
+    def validate(epoch: float) -> float:
+        value = score(learner.model)
         stopping = progress.stopping
-        if stopping.update(score, progress.step):
+        if stopping.update(value, progress.step):
             progress.best_weights = learner.best_weights()
         progress.validations.append({"step": progress.step, "epoch": progress.step / steps_per_epoch,
-                                     "metric": params.validation_metric, "score": score, "best": stopping.best})
-        log.info("epoch %d: validation %s %.4f (best %.4f at step %d)", epoch + 1, params.validation_metric,
-                 score, stopping.best, stopping.best_step)
-        if on_validation is not None:
-            on_validation(epoch, score)
+                                     "metric": params.validation_metric, "score": value, "best": stopping.best})
+        log.info("epoch %g: validation %s %.4f (best %.4f at step %d)", epoch, params.validation_metric,
+                 value, stopping.best, stopping.best_step)
+        return value
+
+    if not resumed and initial_weights is not None:
+        if params.finetune.head_init == "class_means" and total_steps:
+            _imprint_head(learner, crops, faces["label"].to_numpy(), num_classes, rank, world_size)
+        if params.validation_identities:
+            validate(0)  # the started-from weights are a candidate too
 
     started = time.perf_counter() - progress.seconds
     learner.model.train()
     learner.head.train()
     bar = tqdm(total=total_steps, initial=progress.step, desc=f"train {params.backbone}", unit="step",
                mininterval=10, disable=rank != 0)
-    batches = training_batches(crops, labels, params.augment_params(), params.batch_size, steps_per_epoch,
+    # The batches carry each face's index, which gives its label and its teacher embedding.
+    indices = torch.arange(len(faces))
+    batches = training_batches(crops, indices, params.augment_params(), params.batch_size, steps_per_epoch,
                                params.seed, progress.step, total_steps, params.workers, rank, world_size)
-    for images, batch_labels in batches:
+    for images, batch_indices in batches:
         if progress.stopping.should_stop:
             break
         epoch, batch_index = divmod(progress.step, steps_per_epoch)
         images = normalise(images.to(device, non_blocking=True)).contiguous(memory_format=_memory_format(params))
-        loss, accuracy = learner.step(images, batch_labels.to(device, non_blocking=True))
+        loss, accuracy = learner.step(images, labels[batch_indices].to(device, non_blocking=True),
+                                      None if targets is None else targets[batch_indices].to(device))
         progress.step += 1
         progress.history.append({"step": progress.step, "epoch": epoch + (batch_index + 1) / steps_per_epoch,
                                  "loss": loss, "train_accuracy": accuracy,
-                                 "lr": learner.optimizer.param_groups[0]["lr"]})
+                                 "lr": learner.optimizer.param_groups[HEAD_GROUP]["lr"]})
         bar.update()
         bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch + 1, refresh=False)
         if params.validation_identities and progress.step % steps_per_epoch == 0:
-            validate(epoch)
+            validate(epoch + 1)
+            if on_validation is not None:
+                on_validation(epoch, progress.validations[-1]["score"])
         if (state_path and params.checkpoint_every and progress.step % params.checkpoint_every == 0
                 and progress.step < total_steps):
             progress.seconds = time.perf_counter() - started
@@ -333,34 +405,89 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     # Model selection: the best validated weights, not the last. Every rank takes part in
     # gathering the sharded centres; rank 0 writes them.
     weights = progress.best_weights or learner.best_weights()
+    learner.model.load_state_dict(weights["model"])
+    adaptation: dict = {}
+    if params.adaptation == "whitening" and rank == 0:
+        adaptation = _fit_adaptation(learner.model, crops, faces["identity"].to_numpy(), score,
+                                     params.validation_identities > 0, progress.stopping.best)
     if rank == 0 and checkpoint_path is not None:
-        learner.model.load_state_dict(weights["model"])
         save_checkpoint(checkpoint_path, learner.model, params.backbone, params.embedding_size,
                         identities=sorted(faces["identity"].unique()), head_state=weights["head"],
-                        options=params.backbone_options())
+                        options=params.backbone_options(), adaptation=adaptation.get("map"))
     if state_path:
         state_path.unlink(missing_ok=True)
     summary = _summary(params, progress, faces, num_classes, steps_per_epoch, world_size)
+    summary.update({key: value for key, value in adaptation.items() if key != "map"})
     timings = {"train_seconds": round(progress.seconds, 1),
-               "samples_per_second": round(progress.step * params.batch_size * world_size / progress.seconds, 2)}
+               "samples_per_second": round(progress.step * params.batch_size * world_size / progress.seconds, 2)
+               if progress.step else None}
     log.info("trained in %.0f s: %s", progress.seconds, summary)
-    return TrainResult(history=pd.DataFrame(progress.history), validation=pd.DataFrame(progress.validations),
-                       summary=summary, timings=timings)
+    return TrainResult(history=pd.DataFrame(progress.history, columns=HISTORY_COLUMNS),
+                       validation=pd.DataFrame(progress.validations), summary=summary, timings=timings)
+
+
+HISTORY_COLUMNS = ["step", "epoch", "loss", "train_accuracy", "lr"]
+HEAD_GROUP = 2  # the head's weights' group (the backbone's two come first): the schedule's lr, never frozen
+EMBED_BATCH = 128  # faces per forward pass when the loop embeds the training faces (no gradient)
+
+
+def _teacher_rows(teacher: pd.DataFrame | None, faces: pd.DataFrame) -> torch.Tensor:
+    """The teacher's embedding of each training face, in ``faces``' order."""
+    if teacher is None:
+        raise ValueError("train.teacher is set but no teacher embeddings were given: run the teacher stage")
+    missing = faces.loc[~faces["path"].isin(teacher.index), "path"].tolist()
+    if missing:
+        raise ValueError(f"the teacher's embeddings lack {len(missing)} training faces ({missing[:3]} …): "
+                         "rerun the teacher stage (dvc repro teacher)")
+    return torch.from_numpy(teacher.loc[faces["path"]].to_numpy(np.float32))
+
+
+def _imprint_head(learner: _Learner, crops: torch.Tensor, labels: np.ndarray, num_classes: int, rank: int,
+                  world_size: int) -> None:
+    """Start each class centre at the person's mean embedding by the started-from backbone."""
+    embeddings = embed_crops(learner.model, crops, EMBED_BATCH, flip=False)
+    start, end = shard_bounds(num_classes, rank, world_size)
+    with torch.no_grad():
+        learner.head.weight.copy_(class_means(embeddings, labels, num_classes)[start:end])
+
+
+def _fit_adaptation(model: nn.Module, crops: torch.Tensor, identities: np.ndarray, score: Callable[[nn.Module], float],
+                    validated: bool, score_without: float) -> dict:
+    """Within-class whitening fitted on the training faces and their mirror images (each a
+    sample of its person); kept when the validation people score higher with it (always
+    without validation people). Returns the summary's record, with the map under ``map``
+    when it is kept."""
+    views = np.concatenate([embed_crops(model, crops, EMBED_BATCH, flip=False),
+                            embed_crops(model, crops.flip(-1), EMBED_BATCH, flip=False)])
+    mean, projection = fit_whitening(views, np.concatenate([identities, identities]))
+    adapted = EmbeddingMap(model, mean, projection)
+    if not validated:
+        return {"adaptation": "whitening", "map": adapted.state()}
+    score_with = score(adapted)
+    record = {"validation_without_adaptation": score_without, "validation_with_adaptation": score_with}
+    log.info("whitening: validation %.4f with the map, %.4f without", score_with, score_without)
+    if score_with > score_without:
+        return {**record, "adaptation": "whitening", "map": adapted.state()}
+    return {**record, "adaptation": "none (whitening did not help the validation people)"}
 
 
 def _summary(params: TrainParams, progress: _Progress, faces: pd.DataFrame, num_classes: int,
              steps_per_epoch: int, world_size: int) -> dict:
-    last_epoch = pd.DataFrame(progress.history[-steps_per_epoch:])
     summary = {
         "backbone": params.backbone,
+        "init_from": params.init_from,
+        "teacher": params.teacher,
         "identities": num_classes,
         "faces": len(faces),
         "epochs": params.epochs,
         "steps": progress.step,
         "processes": world_size,
-        "final_loss": round(float(last_epoch["loss"].mean()), 4),
-        "final_train_accuracy": round(float(last_epoch["train_accuracy"].mean()), 4),
     }
+    if progress.history:
+        last_epoch = pd.DataFrame(progress.history[-steps_per_epoch:])
+        summary["final_loss"] = round(float(last_epoch["loss"].mean()), 4)
+        if params.distill.margin_weight > 0:  # closed-set accuracy needs the margin head
+            summary["final_train_accuracy"] = round(float(last_epoch["train_accuracy"].mean()), 4)
     if progress.validations:
         summary.update({f"validation_{params.validation_metric}": progress.stopping.best,
                         "best_step": progress.stopping.best_step, "stopped_early": progress.stopping.should_stop})

