@@ -3,7 +3,8 @@ docs/training.md.
 
 Trains with ``params.yaml``'s ``train`` section changed by ``--set key=value`` (dotted keys,
 YAML values), on the aligned training set the pipeline already produced (less the people
-held out for evaluation), then scores the checkpoint on each evaluation set folder the
+held out for evaluation; started from ``train.init_from`` and taught by ``train.teacher``,
+whose embeddings the teacher stage wrote to data/teacher), then scores the checkpoint on each evaluation set folder the
 evalset stage wrote, exactly as the evaluate stage does, and appends one row (the changes,
 LFW accuracy, the held-out figures, validation score, train seconds) to ``--table``.
 
@@ -27,7 +28,9 @@ from facerec.config import load_params, parse_params
 from facerec.evaluation.sets import read_evaluation_set
 from facerec.models.zoo import ModelRef
 from facerec.pipeline.evaluate import evaluate
+from facerec.pipeline.teacher import read_teacher
 from facerec.pipeline.train import train
+from facerec.training.transfer import initial_weights
 
 
 def with_changes(raw: dict, changes: list[str]) -> dict:
@@ -58,8 +61,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         started = time.perf_counter()
-        summary = train(aligned, work / "model.pt", work / "history.csv", params.train,
-                        params.data.holdout_identities).summary
+        result = train(aligned, work / "model.pt", work / "history.csv", params.train,
+                       params.data.holdout_identities, initial_weights(params),
+                       read_teacher(Path("data/teacher"), params.train.teacher))
+        summary = result.summary
         train_seconds = time.perf_counter() - started
         model = ModelRef("attempt", None, work / "model.pt")
         scored = {name: evaluate(model, read_evaluation_set(Path("data/evalsets") / name), base.evaluate)[0]
@@ -74,7 +79,7 @@ def main() -> None:
         "steps": summary["steps"],
         "best_step": summary.get("best_step"),
         "train_minutes": round(train_seconds / 60, 1),
-        "samples_per_second": summary["samples_per_second"],
+        "samples_per_second": result.timings["samples_per_second"],
     })
     print(json.dumps(row))
     args.table.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from facerec.pipeline import (
     gate,
     leaderboard,
     monitor,
+    teacher,
     train,
     tune,
 )
@@ -37,8 +38,8 @@ zoo_app = typer.Typer(help="The model zoo: registered architectures and checkpoi
 app.add_typer(zoo_app, name="zoo")
 
 for _name, _module in [("detect", detect), ("align", align), ("gate", gate), ("detect-report", detect_report),
-                       ("train", train), ("tune", tune), ("evalset", evalset), ("evaluate", evaluate),
-                       ("benchmark", benchmark),
+                       ("teacher", teacher), ("train", train), ("tune", tune), ("evalset", evalset),
+                       ("evaluate", evaluate), ("benchmark", benchmark),
                        ("leaderboard", leaderboard), ("monitor", monitor)]:
     app.command(_name)(_module.command)
 app.command("evaluate-folder")(evaluate.folder_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -82,8 +83,26 @@ def test_zoo_names_are_file_names_distinct_from_our_model():
     raw["zoo"] = {raw["train"]["model_name"]: {"arch": "dlib_resnet_v1"}}
     with pytest.raises(ConfigError, match="is train.model_name"):
         parse_params(raw)
-    raw["zoo"] = {"mine": {"arch": "dlib_resnet_v1"}}
+    raw["zoo"] = {"mine": {"arch": "dlib_resnet_v1"}, "sface_2021dec": {"arch": "sface_2021dec"}}
     assert parse_params(raw).zoo["mine"].name == "mine"
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ({"init_from": "nobody"}, "train.init_from: 'nobody' is not one of zoo"),
+    ({"teacher": "nobody"}, "train.teacher: 'nobody' is not one of zoo"),
+    ({"init_from": "sface_2021dec", "backbone": "mobilefacenet"},
+     "sface_2021dec's weights are a sface's, not train.backbone's"),
+    ({"init_from": "dlib_resnet_v1"}, "dlib_resnet_v1's weights are a dlib_resnet_v1's"),
+    ({"init_from": None, "epochs": 0}, "epochs: 0 trains nothing: it needs init_from"),
+    ({"distill": {"margin_weight": 0}}, "margin_weight: 0 leaves no loss without a teacher"),
+    ({"teacher": "dlib_resnet_v1", "distill": {"margin_weight": 0}, "finetune": {"frozen_epochs": 1}},
+     "frozen_epochs trains the head alone"),
+])
+def test_transfer_settings_that_cannot_work_are_refused_with_the_key(train, message):
+    raw = _default_params()
+    raw["train"].update(train)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params(raw)
 
 
 def test_a_photo_set_takes_its_own_detect_options_over_the_section():

@@ -35,7 +35,7 @@ NODEPS_FILE = "requirements-nodeps.txt"
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvc/config", "stages/detect.py", "flows/pipeline.py"]
 # What a build context must never carry into the image: the checkout's state and outputs.
 NOT_IN_IMAGE = [".git/HEAD", ".venv/bin/python", ".dvc/cache/files/md5/00/0", ".cache/facerec/detect.sqlite",
-                "data/aligned/lfw/manifest.parquet", "models/facerec_mobilefacenet/model.pt",
+                "data/aligned/lfw/manifest.parquet", "models/facerec_sface_adapted/model.pt",
                 "metrics/leaderboard.json", "facerec/__pycache__/cli.cpython-311.pyc"]
 
 

@@ -126,7 +126,7 @@ def test_a_set_of_tight_crops_takes_its_own_detect_options(tmp_path):
     assert set(section.rejects["reason"].str.split(":").str[0]) == {"no face found"}
 
 
-@pytest.mark.parametrize("model", ["dlib_resnet_v1", "facerec_mobilefacenet"])
+@pytest.mark.parametrize("model", ["dlib_resnet_v1", "facerec_sface_adapted"])
 def test_evaluate_folder_scores_any_model_by_its_name(small_project, model, tmp_path):
     images = _params(small_project)["data"]["sets"]["lfw"]["images"]
     result = run(["facerec", "evaluate-folder", "--model", model, "--aligned", "data/aligned/lfw",

@@ -16,6 +16,7 @@ from facerec.benchmarking.complexity import complexity, count_parameters
 from facerec.cli import app
 from facerec.models.backbones import INPUT_SHAPE, build_backbone, list_backbones, meta_backbone
 from facerec.models.checkpoints import inspect_checkpoint, load_pretrained, save_checkpoint
+from facerec.registry import PEER_BACKBONES
 
 SPEC = json.loads((Path(__file__).resolve().parents[2] / "shared" / "specs" / "checkpoint_layouts.json").read_text())
 # Keys of upstream files that are not the backbone: TopoFR keeps its loss's classifier on
@@ -72,7 +73,12 @@ def randomised(arch: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=list_backbones())
+# Backbones whose published weights are a peer's file, not a torch checkpoint: tests/test_transfer.py
+# loads the real file into them and compares with the peer.
+UPSTREAM_CHECKPOINTS = [name for name in list_backbones() if name not in PEER_BACKBONES.values()]
+
+
+@pytest.fixture(scope="module", params=UPSTREAM_CHECKPOINTS)
 def embedded(request) -> tuple[str, torch.nn.Module, torch.Tensor, torch.Tensor]:
     """Each architecture built once (pytest groups the tests by it) with random weights, a
     batch of faces and its embeddings: batch 2 for the smallest models, 1 for the others."""

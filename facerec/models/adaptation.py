@@ -16,6 +16,9 @@ class EmbeddingMap(nn.Module):
     ``projection`` (D×D): N×3×112×112 normalised RGB in, N×D embeddings out (not normalised:
     callers normalise, after adding the flipped crop's embedding)."""
 
+    mean: torch.Tensor
+    projection: torch.Tensor
+
     def __init__(self, backbone: nn.Module, mean: torch.Tensor, projection: torch.Tensor) -> None:
         super().__init__()
         self.backbone = backbone

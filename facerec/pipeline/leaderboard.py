@@ -14,6 +14,7 @@ from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, section
 from facerec.reports.leaderboard import (
     build_leaderboard,
     current,
+    our_origin,
     plot_leaderboard,
     plot_pareto,
     read_benchmarks,
@@ -28,11 +29,13 @@ from facerec.runtime.io import atomic_path, write_json, write_table
 
 
 def leaderboard(evaluations: Path, benchmark_dirs: list[Path], rocs: Path, zoo_reports: list[Path], out_dir: Path,
-                sort_by: str, expected: Mapping[str, Sequence[str]] | None = None) -> list[dict]:
+                sort_by: str, expected: Mapping[str, Sequence[str]] | None = None,
+                ours: str | None = None) -> list[dict]:
     """OUT/leaderboard.json, .md, .png, .html and OUT/pareto.png from the per-set, per-model
     metrics files of ours and the zoo (the markdown and the page list the skipped zoo entries
     and why), and each set's ROCs of every model in one table, OUT/leaderboard_roc/<set>.csv.
-    With ``expected`` ({set: models}, the params file's), only those are ranked."""
+    With ``expected`` ({set: models}, the params file's), only those are ranked; ``ours`` (where
+    our model comes from) heads the markdown."""
     evaluated, curves = read_evaluations(evaluations), read_rocs(rocs)
     if expected is not None:
         evaluated, curves = current(evaluated, curves, expected)
@@ -41,7 +44,7 @@ def leaderboard(evaluations: Path, benchmark_dirs: list[Path], rocs: Path, zoo_r
     not_benchmarked = skipped_models([report for report in zoo_reports if report.exists()])
     write_json(out_dir / "leaderboard.json", records)
     with atomic_path(out_dir / "leaderboard.md") as tmp:
-        tmp.write_text(to_markdown(records, sort_by, skipped, not_benchmarked))
+        tmp.write_text(to_markdown(records, sort_by, skipped, not_benchmarked, ours))
     plot_leaderboard(records, sort_by, out_dir / "leaderboard.png")
     plot_pareto(records, sort_by, out_dir / "pareto.png")
     write_leaderboard_html(out_dir / "leaderboard.html", records, sort_by, curves, skipped, not_benchmarked)
@@ -69,10 +72,13 @@ def command(evaluations: Annotated[Path, typer.Option(
 
     In a project (a params file), only its evaluation sets and models are ranked."""
     sort_by = section(params, "leaderboard", LeaderboardParams).sort_by
-    expected = None
+    expected = ours = None
     if params.exists():
         settings = load(params)
         models = [settings.train.model_name, *settings.zoo]
         expected = dict.fromkeys(settings.evaluate.sets, models)
-    leaderboard(evaluations, benchmarks, rocs, zoo_reports, out, sort_by, expected)
+        train = settings.train
+        ours = our_origin(train.model_name, train.backbone, train.init_from, train.teacher, train.epochs,
+                          train.adaptation)
+    leaderboard(evaluations, benchmarks, rocs, zoo_reports, out, sort_by, expected, ours)
     typer.echo((out / "leaderboard.md").read_text())

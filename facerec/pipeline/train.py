@@ -15,6 +15,7 @@ from facerec.config import TrainParams
 from facerec.data.people import without_heldout
 from facerec.data.training_faces import training_manifest
 from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, section, write_metrics
+from facerec.pipeline.teacher import read_teacher
 from facerec.runtime.io import write_table
 from facerec.training.distributed import world
 from facerec.training.loop import TrainResult, train_model
@@ -51,6 +52,8 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder, o
                 "history.csv"),
             metrics: Annotated[Optional[Path], typer.Option(help="JSON of the run's summary")] = None,
             timings: Annotated[Optional[Path], typer.Option(help="JSON of the run's speed (varies run to run)")] = None,
+            teacher: Annotated[Path, typer.Option(
+                help="the teacher stage's folder (read when train.teacher is set)")] = Path("data/teacher"),
             holdout_identities: Annotated[Optional[int], typer.Option(
                 help="people kept out for evaluation (default: the params file's data.holdout_identities)")] = None,
             params: ParamsOption = DEFAULT_PARAMS) -> None:
@@ -60,7 +63,7 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder, o
         holdout_identities = settings.data.holdout_identities if settings else 0
     train_params = settings.train if settings else section(params, "train", TrainParams)
     result = train(aligned, checkpoint, history, train_params, holdout_identities,
-                   initial_weights(settings) if settings else None)
+                   initial_weights(settings) if settings else None, read_teacher(teacher, train_params.teacher))
     if world()[0] == 0:
         write_metrics(metrics, result.summary)
         write_metrics(timings, result.timings)

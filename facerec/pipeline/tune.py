@@ -16,6 +16,7 @@ from facerec.config import TrainParams, TuneParams
 from facerec.data.people import without_heldout
 from facerec.data.training_faces import training_manifest
 from facerec.pipeline.common import DEFAULT_PARAMS, ParamsOption, load, print_record, write_metrics
+from facerec.pipeline.teacher import read_teacher
 from facerec.reports.tuning_report import write_tuning_report
 from facerec.runtime.io import write_table
 from facerec.training.transfer import initial_weights
@@ -44,11 +45,14 @@ def command(aligned: Annotated[Path, typer.Option(help="align's output folder of
             report: Annotated[Path, typer.Option(help="HTML page of Optuna's plots")],
             metrics: Annotated[Path, typer.Option(help="JSON of the best values")],
             timings: Annotated[Optional[Path], typer.Option(help="JSON of each trial's seconds")] = None,
+            teacher: Annotated[Path, typer.Option(
+                help="the teacher stage's folder (read when train.teacher is set)")] = Path("data/teacher"),
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Search the margin head's parameters with Optuna (TPE, median pruner) on short trainings."""
     settings = load(params)
     result, seconds = tune(aligned, storage_dir, trials, report, settings.train, settings.tune,
-                           settings.data.holdout_identities, initial_weights(settings))
+                           settings.data.holdout_identities, initial_weights(settings),
+                           read_teacher(teacher, settings.train.teacher))
     write_metrics(metrics, result)
     write_metrics(timings, seconds)
     print_record(result)

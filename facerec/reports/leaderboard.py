@@ -217,12 +217,13 @@ def _set_section(set_name: str, kind: str, records: Sequence[dict], skipped: Seq
 
 
 def to_markdown(records: Sequence[dict], sort_by: str, skipped: Sequence[dict] = (),
-                not_benchmarked: Mapping[str, str] | None = None) -> str:
+                not_benchmarked: Mapping[str, str] | None = None, ours: str | None = None) -> str:
     """A section per set (``records`` and ``skipped`` as :func:`build_leaderboard` and
-    :func:`skipped_evaluations` return them), then the zoo entries the benchmark skipped."""
+    :func:`skipped_evaluations` return them), then the zoo entries the benchmark skipped;
+    ``ours`` (a sentence on where our model comes from) opens the page."""
     kinds = {entry["set"]: entry["kind"] for entry in [*skipped, *records]}
     ranked, not_ranked = by_set(records), by_set(skipped)
-    lines = []
+    lines = [ours, ""] if ours else []
     for set_name in sorted(kinds):
         lines += _set_section(set_name, kinds[set_name], ranked.get(set_name, []), not_ranked.get(set_name, []),
                               sort_by)
@@ -230,6 +231,23 @@ def to_markdown(records: Sequence[dict], sort_by: str, skipped: Sequence[dict] =
         lines += ["## Not benchmarked", "", "Zoo entries whose cost could not be measured here:", ""]
         lines += [f"- {name}: {reason}" for name, reason in sorted(not_benchmarked.items())] + [""]
     return "\n".join(lines)
+
+
+def our_origin(model_name: str, backbone: str, init_from: str | None, teacher: str | None, epochs: int,
+               adaptation: str) -> str:
+    """One sentence on what our model is made from, so that it reads beside the zoo models it
+    started from or learnt from."""
+    parts = [f"a {backbone}"]
+    if init_from is not None:
+        parts.append(f"started from **{init_from}**" + (" (its weights kept: 0 epochs)" if epochs == 0 else
+                                                        f", fine-tuned {epochs} epochs"))
+    else:
+        parts.append(f"trained from scratch, {epochs} epochs")
+    if teacher is not None:
+        parts.append(f"taught by **{teacher}**")
+    if adaptation != "none":
+        parts.append(f"with a {adaptation} map fitted on the training people")
+    return f"Ours: **{model_name}**, " + ", ".join(parts) + "."
 
 
 def _save(figure: plt.Figure, path: str | Path) -> None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,8 @@ from facerec.models.heads import build_head
 from facerec.models.partial_fc import PartialFC, shard_bounds
 from facerec.runtime.hardware import autocast_dtype, needs_grad_scaler
 from facerec.runtime.io import atomic_path
-from facerec.training.batches import training_batches
 from facerec.training.adaptation import fit_whitening
+from facerec.training.batches import training_batches
 from facerec.training.distillation import DistillationLoss
 from facerec.training.distributed import broadcast_float, init_from_environment, training_device
 from facerec.training.selection import EarlyStopping, hold_out_identities, validation_score
@@ -313,6 +314,7 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     batch (``batch_size`` per process) under DDP, holds its shard of the class centres
     (``facerec.models.partial_fc``), and rank 0 validates and writes the checkpoint.
     """
+    called = time.perf_counter()
     torch.set_num_threads(params.num_threads)
     device = training_device(params.device)
     rank, world_size = init_from_environment(device)
@@ -337,7 +339,7 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     progress = _Progress(EarlyStopping(params.patience, params.min_delta))
     fingerprint = training_fingerprint(params, faces, world_size)
     state_path = _rank_path(Path(state_path), rank, world_size) if state_path else None
-    resumed = bool(state_path) and _resume(state_path, fingerprint, learner, progress)
+    resumed = state_path is not None and _resume(state_path, fingerprint, learner, progress)
     if resumed:
         log.info("resuming from %s at step %d of %d", state_path, progress.step, total_steps)
 
@@ -418,7 +420,10 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
         state_path.unlink(missing_ok=True)
     summary = _summary(params, progress, faces, num_classes, steps_per_epoch, world_size)
     summary.update({key: value for key, value in adaptation.items() if key != "map"})
+    # train_seconds: the steps (and their validations) alone; total_seconds: the whole call,
+    # loading, imprinting and the adaptation fit included.
     timings = {"train_seconds": round(progress.seconds, 1),
+               "total_seconds": round(time.perf_counter() - called, 1),
                "samples_per_second": round(progress.step * params.batch_size * world_size / progress.seconds, 2)
                if progress.step else None}
     log.info("trained in %.0f s: %s", progress.seconds, summary)
@@ -448,7 +453,7 @@ def _imprint_head(learner: _Learner, crops: torch.Tensor, labels: np.ndarray, nu
     embeddings = embed_crops(learner.model, crops, EMBED_BATCH, flip=False)
     start, end = shard_bounds(num_classes, rank, world_size)
     with torch.no_grad():
-        learner.head.weight.copy_(class_means(embeddings, labels, num_classes)[start:end])
+        learner.head.get_parameter("weight").copy_(class_means(embeddings, labels, num_classes)[start:end])
 
 
 def _fit_adaptation(model: nn.Module, crops: torch.Tensor, identities: np.ndarray, score: Callable[[nn.Module], float],
@@ -473,7 +478,7 @@ def _fit_adaptation(model: nn.Module, crops: torch.Tensor, identities: np.ndarra
 
 def _summary(params: TrainParams, progress: _Progress, faces: pd.DataFrame, num_classes: int,
              steps_per_epoch: int, world_size: int) -> dict:
-    summary = {
+    summary: dict[str, Any] = {
         "backbone": params.backbone,
         "init_from": params.init_from,
         "teacher": params.teacher,
