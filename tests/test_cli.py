@@ -74,7 +74,8 @@ def test_every_command_runs_on_the_small_project_and_writes_what_its_stage_wrote
     model = params["train"]["model_name"]
     train_set = params["data"]["sets"]["train"]["images"]
     staged = project / "models" / model / "model.pt"
-    cheap = {**params, "tune": {**params["tune"], "n_trials": 1},
+    # The cheap zoo holds ours alone, so its train section starts from no zoo entry (one tuning trial from scratch).
+    cheap = {**params, "tune": {**params["tune"], "n_trials": 1}, "train": {**params["train"], "init_from": None},
              "benchmark": {**params["benchmark"], "warmup_runs": 1, "timed_runs": 3},
              "zoo": {"ours_as_a_checkpoint": {"arch": params["train"]["backbone"], "path": str(staged)}}}
     (project / "cheap.yaml").write_text(yaml.safe_dump(cheap, sort_keys=False))

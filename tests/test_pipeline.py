@@ -136,7 +136,9 @@ def test_the_default_leaderboard_ranks_published_peers_on_the_same_faces(small_p
     records = json.loads((small_project / "metrics" / "leaderboard.json").read_text())
     # Other tests may re-rank the shared project by another metric, so compare accuracies, not places.
     accuracy = {record["model"]: record["lfw_accuracy"] for record in records if record["set"] == "lfw"}
-    assert accuracy[model] < min(accuracy[peer] for peer in PEERS.names)  # one epoch on 6 people
+    # Ours starts from SFace's weights (one epoch on 6 people, then a map fitted on them): a real
+    # model, within a few points of the peers on LFW's faces.
+    assert accuracy[model] > max(accuracy[peer] for peer in PEERS.names) - 0.05
     skipped = {name for name, entry in params["zoo"].items() if "path" in entry}
     assert len(skipped) >= 4
     markdown = (small_project / "metrics" / "leaderboard.md").read_text()
