@@ -190,8 +190,11 @@ def test_a_branch_with_other_training_params_reruns_only_what_depends_on_them_an
 
     assert "train.seed" in run(["dvc", "params", "diff", base, "other-seed"], project_copy).stdout
     metrics = json.loads(run(["dvc", "metrics", "diff", base, "other-seed", "--json"], project_copy).stdout)
-    ours = metrics[f"metrics/evaluate/lfw/{model}.json"]["lfw_accuracy"]
-    assert ours["old"] != ours["new"] and ours["diff"] == pytest.approx(ours["new"] - ours["old"])
+    # Another seed holds out other validation people, so our model and some of its figures change
+    # (not always LFW's accuracy on the small set: ours starts from SFace's weights).
+    changed = metrics[f"metrics/evaluate/lfw/{model}.json"]
+    assert changed and all(ours["old"] != ours["new"] and ours["diff"] == pytest.approx(ours["new"] - ours["old"])
+                           for ours in changed.values())
     assert {path for path in metrics if path.startswith("metrics/evaluate/")} == {
         f"metrics/evaluate/{name}/{model}.json" for name in params["evaluate"]["sets"]}  # the zoo's did not change
     plots = json.loads(run(["dvc", "plots", "diff", base, "other-seed", "--json"], project_copy).stdout)["data"]
