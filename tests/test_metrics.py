@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from facerec.evaluation.metrics import (
+    ImpostorTally,
     identification_metrics,
     k_fold_accuracy,
     open_set_metrics,
@@ -47,6 +48,77 @@ def test_roc_auc_and_tar_at_far_match_sklearn_roc(ties):
     lowest, highest = span.loc[tpr.round(12), "min"].to_numpy(), span.loc[tpr.round(12), "max"].to_numpy()
     assert np.all((lowest <= fpr + 1e-12) & (fpr <= highest + 1e-12))
     assert len(ours_fpr) < len(fpr)
+
+
+def _searched(genuine: np.ndarray, impostors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tally's counts the slow, obvious way: a binary search of every impostor among
+    the distinct genuine values (how many at or below it; equal to the one below it?)."""
+    values = np.unique(genuine)
+    at_or_below = np.searchsorted(values, impostors, side="right")
+    tied = (at_or_below > 0) & (values[np.maximum(at_or_below - 1, 0)] == impostors)
+    return (np.bincount(at_or_below, minlength=values.size + 1),
+            np.bincount(at_or_below[tied] - 1, minlength=values.size))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decimals", [None, 3, 1])  # None: no ties; 1: a few values, ties everywhere
+@pytest.mark.parametrize("buckets", [None, 1, 7, 50])  # few buckets: many values share one (binary search)
+def test_tally_counts_are_those_of_a_binary_search_of_every_impostor(dtype, decimals, buckets):
+    rng = np.random.default_rng(11)
+    drawn = rng.normal(0.5, 0.2, 2000)
+    # Impostors equal to genuine values, both signs of zero, and scores beyond every genuine one.
+    impostors = np.r_[rng.normal(0.0, 0.3, 30000), drawn[:500], 0.0, -0.0, -np.inf, np.inf, 5.0, -5.0]
+    genuine = np.r_[drawn, 0.0]
+    if decimals is not None:
+        genuine, impostors = np.round(genuine, decimals), np.round(impostors, decimals)
+    genuine, impostors = genuine.astype(dtype), rng.permutation(impostors.astype(dtype))
+    tally = ImpostorTally(genuine, buckets=buckets)
+    for chunk in np.array_split(impostors, 7):  # any chunking counts the same
+        tally.add_impostors(chunk)
+    at_or_below, ties = _searched(genuine, impostors)
+    np.testing.assert_array_equal(tally.at_or_below, at_or_below)
+    np.testing.assert_array_equal(tally.ties, ties)
+    assert tally.impostors == impostors.size and ties.sum() >= 500
+
+
+def test_placeholders_are_left_out_of_the_tally():
+    genuine, impostors = np.array([0.2, 0.5, 0.9]), np.array([0.1, 0.5, 0.95])
+    tally = ImpostorTally(genuine)
+    tally.add_impostors(np.r_[impostors, np.inf, np.inf], placeholders=2)
+    np.testing.assert_array_equal(tally.at_or_below, _searched(genuine, impostors)[0])
+    assert tally.impostors == 3
+
+
+@pytest.mark.parametrize("genuine, impostors", [
+    ([0.3], [0.1]),                   # one pair each
+    ([0.1], [0.3]),                   # ... the wrong way round
+    ([0.4, 0.4], [0.4, 0.4, 0.4]),    # every score equal: the chance diagonal
+    ([1.0, -1.0], [0.0]),
+    ([0.5, 0.7, 0.7], [0.7, 0.7, 0.2, 0.9]),
+])
+def test_tiny_and_tied_sets_match_sklearn(genuine, impostors):
+    scores = np.r_[genuine, impostors]
+    labels = np.r_[np.ones(len(genuine), bool), np.zeros(len(impostors), bool)]
+    assert verification_metrics(scores, labels)["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-15)
+    fpr, tpr, thresholds = roc_curve(scores, labels)
+    for f, r, t in zip(fpr, tpr, thresholds):
+        assert f == np.mean(scores[~labels] >= t) and r == np.mean(scores[labels] >= t)
+    sk_fpr, sk_tpr, _ = sklearn_roc_curve(labels, scores, drop_intermediate=False)
+    assert set(zip(fpr, tpr)) <= set(zip(sk_fpr, sk_tpr))
+
+
+def test_all_equal_scores_are_the_chance_diagonal():
+    scores, labels = np.full(10_000, 0.25), np.arange(10_000) % 3 == 0
+    metrics = verification_metrics(scores, labels)
+    assert metrics["roc_auc"] == 0.5 and metrics["eer"] == pytest.approx(0.5)
+    assert metrics["tar_at_far_1e-3"] == 0.0  # the only threshold that accepts anyone accepts everyone
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(ValueError, match="1 of 2 impostor scores are NaN"):
+        verification_metrics(np.array([0.3, np.nan, 0.5, 0.1]), np.array([1, 0, 1, 0]))
+    with pytest.raises(ValueError, match="genuine scores are NaN"):
+        ImpostorTally(np.array([0.3, np.nan]))
 
 
 def test_eer_is_where_false_accepts_equal_false_rejects():

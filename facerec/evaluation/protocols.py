@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -54,25 +55,38 @@ def all_pairs_tally(embeddings: np.ndarray, identities: np.ndarray, block: int =
 
     The faces are grouped by identity, so a face's genuine partners after it form one run
     of columns. Genuine scores come from each identity's own block; impostors from one
-    block×N slab of similarities at a time, in which every column before the end of the
-    row's identity run (the lower triangle, the diagonal, the genuine pairs) is masked out.
-    Memory stays at one slab whatever the number of pairs: no N×N matrix, no list of scores.
+    block×N slab of float32 similarities at a time, in which every column before the end of
+    the row's identity run (the lower triangle, the diagonal, the genuine pairs: all in the
+    slab's first columns) is masked out. The next slab is multiplied (BLAS, without the
+    GIL) while this one is counted. Memory stays at two slabs whatever the number of pairs:
+    no N×N matrix, no list of scores.
     """
     order = np.argsort(identities, kind="stable")
     faces = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float32)
     _, starts, counts = np.unique(np.asarray(identities)[order], return_index=True, return_counts=True)
-    genuine = [(faces[start:start + count] @ faces[start:start + count].T)[np.triu_indices(count, k=1)]
+    upper = {count: np.triu_indices(count, k=1) for count in np.unique(counts)}
+    genuine = [(faces[start:start + count] @ faces[start:start + count].T)[upper[count]]
                for start, count in zip(starts, counts) if count >= 2]
     if not genuine:
         raise ValueError(f"no identity has two faces among {len(faces)}: there are no genuine pairs")
     tally = ImpostorTally(np.concatenate(genuine))
     run_end = np.repeat(starts + counts, counts)  # per face: one past its identity's last face
-    for start in range(0, len(faces), block):
-        stop = min(start + block, len(faces))
-        similarity = faces[start:stop] @ faces[start:].T
-        not_impostor = np.arange(start, len(faces))[None, :] < run_end[start:stop, None]
-        similarity[not_impostor] = np.inf
-        tally.add_impostors(similarity, placeholders=int(not_impostor.sum()))
+    buffers = [np.empty(min(block, len(faces)) * len(faces), np.float32) for _ in range(2)]
+
+    def similarities(start: int, buffer: np.ndarray) -> np.ndarray:
+        rows, columns = faces[start:start + block], faces[start:]
+        return np.matmul(rows, columns.T, out=buffer[:len(rows) * len(columns)].reshape(len(rows), len(columns)))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(similarities, 0, buffers[0])
+        for index, start in enumerate(range(0, len(faces), block)):
+            similarity = upcoming.result()
+            if start + block < len(faces):
+                upcoming = pool.submit(similarities, start + block, buffers[(index + 1) % 2])
+            ends = run_end[start:start + len(similarity)] - start  # per row: its first impostor column
+            band = similarity[:, :ends.max()]
+            band[np.arange(band.shape[1]) < ends[:, None]] = np.inf
+            tally.add_impostors(similarity, placeholders=int(ends.sum()))
     return tally
 
 
