@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerec.config import AlignParams, DetectParams
+from facerec.config import AlignParams, ComputeParams, DetectParams
 from facerec.data.images import load_rgb
 from facerec.faces.alignment import align_face, align_manifest
 from facerec.faces.detection import detect_photos
@@ -72,13 +72,12 @@ def facenet_batched(paths: list[Path], batch_size: int = 32) -> float:
 
 
 def pipeline(folder: Path, count: int, workers: int) -> tuple[float, float, float]:
-    params = DetectParams(cache=None, workers=workers)
-    with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
-        detected = detect_photos(folder, params)
-        middle = time.perf_counter()
-        align_manifest(folder, detected.manifest, Path(out), AlignParams(), params)
-        ended = time.perf_counter()
+    params = DetectParams(cache=None)
+    started = time.perf_counter()
+    detected = detect_photos(folder, params, ComputeParams(workers=workers))
+    middle = time.perf_counter()
+    align_manifest(folder, detected.manifest, AlignParams(), params)
+    ended = time.perf_counter()
     return count / (ended - started), count / (middle - started), count / (ended - middle)
 
 

@@ -67,7 +67,8 @@ def main() -> None:
         summary = result.summary
         train_seconds = time.perf_counter() - started
         model = ModelRef("attempt", None, work / "model.pt")
-        scored = {name: evaluate(model, read_evaluation_set(Path("data/evalsets") / name), base.evaluate)[0]
+        scored = {name: evaluate(model, read_evaluation_set(Path("data/evalsets") / name), base.evaluate,
+                                 base.compute)[0]
                   for name in base.evaluate.sets}
     row = {"changes": " ".join(args.changes) or "(params.yaml)"}
     for name, figures in scored.items():

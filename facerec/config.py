@@ -80,9 +80,32 @@ class DataParams(_Section):
         return self
 
 
+class ComputeParams(_Section):
+    """Where the photo and face work runs (detection, the peers' embeddings): processes on
+    this machine or a Dask cluster (facerec.runtime.engine)."""
+
+    # The whole section: each photo is detected alone and each face embedded alone, wherever
+    # and in however many processes (tests/test_engine.py, tests/test_detect_determinism.py).
+    RESULT_NEUTRAL = ("engine", "workers", "scheduler")
+
+    engine: Literal["local", "dask"] = Field(
+        "local", description="local: a process pool on this machine; dask: a Dask cluster (package distributed)")
+    workers: int = Field(
+        2, ge=1, description="worker processes: the local pool's, or the LocalCluster's that dask starts")
+    scheduler: str | None = Field(
+        None, description="dask: the address of a running cluster's scheduler (tcp://host:8786); null starts a "
+                          "LocalCluster of `workers` single-threaded processes on this machine")
+
+    @model_validator(mode="after")
+    def _scheduler_is_dask(self) -> "ComputeParams":
+        if self.scheduler is not None and self.engine != "dask":
+            raise ValueError(f"scheduler {self.scheduler!r} is a Dask cluster's: set engine: dask, or scheduler: null")
+        return self
+
+
 class DetectParams(_Section):
     # Each photo is detected alone, on one thread per process (facerec.faces.detectors.mtcnn).
-    RESULT_NEUTRAL = ("workers", "batch_size", "cache")
+    RESULT_NEUTRAL = ("batch_size", "cache")
 
     backend: DetectorName = Field(
         "mtcnn", description="mtcnn (offline, weights inside facenet-pytorch) or yolo (weights file)")
@@ -98,8 +121,7 @@ class DetectParams(_Section):
     min_image_side: int = Field(32, gt=0)
     max_detect_side: int = Field(
         1600, ge=64, description="larger photos are shrunk to this long side for detection only")
-    workers: int = Field(2, ge=1)
-    batch_size: int = Field(32, ge=1, description="photos per detector call")
+    batch_size: int = Field(32, ge=1, description="photos per detector call (and per task sent to a worker)")
     cache: Path | None = Field(
         Path(".cache/facerec/detect.sqlite"),
         description="results by file content, so reruns only detect new photos; null disables")
@@ -458,6 +480,7 @@ class MonitorParams(_Section):
 
 class Params(_Section):
     data: DataParams
+    compute: ComputeParams = ComputeParams()
     detect: DetectParams = DetectParams()
     align: AlignParams = AlignParams()
     gate: GateParams = GateParams()

@@ -36,11 +36,11 @@ def test_an_unknown_key_is_named():
 def test_a_wrong_type_is_named_with_the_value():
     raw = _default_params()
     raw["train"]["epochs"] = "many"
-    raw["detect"]["workers"] = 0
+    raw["compute"]["workers"] = 0
     with pytest.raises(ConfigError) as error:
         parse_params(raw)
     assert "train.epochs" in str(error.value) and "'many'" in str(error.value)
-    assert "detect.workers" in str(error.value)
+    assert "compute.workers" in str(error.value)
 
 
 def test_an_unknown_section_is_named():
@@ -114,7 +114,7 @@ def test_a_photo_set_takes_its_own_detect_options_over_the_section():
     assert params.detect_params("lfw") == params.detect
     for options, message in [({"min_face_sise": 20}, "min_face_sise: Extra inputs"),
                              ({"min_score": 2}, "min_score: Input should be less than or equal to 1"),
-                             ({"workers": 1}, "workers only change speed")]:
+                             ({"batch_size": 1}, "batch_size only change speed")]:
         raw["data"]["sets"]["crops"]["detect"] = options
         with pytest.raises(ConfigError, match=rf"data\.sets\.crops\.detect: .*{message}"):
             parse_params(raw)

@@ -12,12 +12,13 @@ from awkward_corpus import ACCEPTED, make_awkward_corpus, make_photo_list
 from PIL import Image
 
 from conftest import LFW
-from facerec.config import DetectParams
+from facerec.config import ComputeParams, DetectParams
 from facerec.faces.detection import detect_photos
 from facerec.faces.detectors.mtcnn import MtcnnDetector
 from facerec.faces.manifest import subjects
 
 LFW_PHOTOS = sorted((LFW / "images").glob("A*/*.jpg"))
+LOCAL = ComputeParams()
 
 
 def _params(tmp_path: Path, **changes) -> DetectParams:
@@ -35,7 +36,7 @@ def _outcomes(result) -> dict[str, str]:
 
 def test_every_awkward_file_is_accepted_or_rejected_with_its_reason(tmp_path):
     expected = make_awkward_corpus(tmp_path / "photos")
-    result = detect_photos(tmp_path / "photos", _params(tmp_path))
+    result = detect_photos(tmp_path / "photos", _params(tmp_path), LOCAL)
     assert _outcomes(result) == expected
     accepted = subjects(result.manifest)
     assert accepted["score"].min() >= 0.9
@@ -48,7 +49,7 @@ def test_a_csv_photo_list_is_a_source_like_a_folder(tmp_path):
     outcomes = make_awkward_corpus(tmp_path / "photos")
     (tmp_path / "lists").mkdir()
     expected = make_photo_list(tmp_path / "lists" / "photos.csv", tmp_path / "photos", outcomes)
-    result = detect_photos(tmp_path / "lists" / "photos.csv", _params(tmp_path))
+    result = detect_photos(tmp_path / "lists" / "photos.csv", _params(tmp_path), LOCAL)
     fates = _outcomes(result)
     # Duplicate rows are rejected, so the same path may be in both tables: count rows instead.
     assert len(subjects(result.manifest)) + len(result.rejects) == len(expected)
@@ -72,7 +73,7 @@ def _two_faces(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("rule,subject_centre_x", [("largest", 550), ("central", 350)])
 def test_every_face_is_recorded_and_the_rule_picks_the_subject(tmp_path, rule, subject_centre_x):
     _two_faces(tmp_path)
-    manifest = detect_photos(tmp_path / "photos", _params(tmp_path, subject_rule=rule)).manifest
+    manifest = detect_photos(tmp_path / "photos", _params(tmp_path, subject_rule=rule), LOCAL).manifest
     assert len(manifest) == 2 and manifest["faces"].tolist() == [2, 2]
     assert manifest["face"].tolist() == [0, 1] and manifest["subject"].sum() == 1
     subject = manifest[manifest["subject"]].iloc[0]
@@ -94,8 +95,8 @@ def _tight_grey_crops(folder: Path, count: int = 10) -> None:
 @pytest.mark.slow  # a second detector run over tight crops (~20 s)
 def test_tight_crops_are_accepted_whole_when_the_option_is_on(tmp_path):
     _tight_grey_crops(tmp_path / "crops" / "person")
-    strict = detect_photos(tmp_path / "crops", _params(tmp_path))
-    lenient = detect_photos(tmp_path / "crops", _params(tmp_path, whole_image_fallback=True))
+    strict = detect_photos(tmp_path / "crops", _params(tmp_path), LOCAL)
+    lenient = detect_photos(tmp_path / "crops", _params(tmp_path, whole_image_fallback=True), LOCAL)
     missed = set(strict.rejects["path"])
     assert missed and strict.rejects["reason"].str.startswith("no face found").all()
     assert lenient.rejects.empty and len(subjects(lenient.manifest)) == 10
@@ -113,15 +114,15 @@ def test_a_rerun_detects_only_new_photos(tmp_path):
         (photos / photo.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy2(photo, photos / photo.parent.name / photo.name)
     params = _params(tmp_path)
-    first = detect_photos(photos, params)
+    first = detect_photos(photos, params, LOCAL)
     assert first.cached == 0
     shutil.copy2(LFW_PHOTOS[20], photos / LFW_PHOTOS[0].parent.name / "added.jpg")
-    second = detect_photos(photos, params)
+    second = detect_photos(photos, params, LOCAL)
     assert second.cached == 12 and len(subjects(second.manifest)) == 13
     pd.testing.assert_frame_equal(second.manifest[second.manifest["path"] != f"{LFW_PHOTOS[0].parent.name}/added.jpg"]
                                   .reset_index(drop=True), first.manifest)
     # Other detector settings are other results: nothing is reused.
-    assert detect_photos(photos, _params(tmp_path, min_face_size=60)).cached == 0
+    assert detect_photos(photos, _params(tmp_path, min_face_size=60), LOCAL).cached == 0
 
 
 def test_our_cascade_finds_what_facenet_pytorch_mtcnn_finds():

@@ -1,5 +1,6 @@
 """A photo's detections depend on that photo and the detector settings only: not on which
-photos share its batch, how many workers run, or whether the cache answered."""
+photos share its batch, how many workers run (compute.workers), or whether the cache answered.
+(Which engine runs them: tests/test_engine.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import CELEBA, LFW
-from facerec.config import DetectParams
+from facerec.config import ComputeParams, DetectParams
 from facerec.faces.detection import detect_photos
 from facerec.faces.detectors.mtcnn import MtcnnDetector
 from facerec.runtime.io import write_table
@@ -55,7 +56,7 @@ def test_a_photo_gets_the_same_faces_whatever_photos_share_its_detector_call():
 
 def _detect(photos: Path, out: Path, cache: Path, batch_size: int, workers: int):
     """Detect ``photos`` and write the manifest and rejects under ``out``."""
-    result = detect_photos(photos, DetectParams(cache=cache, batch_size=batch_size, workers=workers))
+    result = detect_photos(photos, DetectParams(cache=cache, batch_size=batch_size), ComputeParams(workers=workers))
     write_table(out / "manifest.parquet", result.manifest)
     write_table(out / "rejects.parquet", result.rejects)
     return result

@@ -14,10 +14,10 @@ import yaml
 from PIL import Image
 
 from conftest import LFW, run
-from facerec.data.aligned import read_aligned_manifest
+from facerec.data.aligned import crop_table, read_aligned_manifest
+from facerec.data.digests import file_digest
 from facerec.data.people import heldout_people
 from facerec.evaluation.sets import read_evaluation_set
-from facerec.faces.cache import file_digest
 from facerec.registry import PEERS
 
 
@@ -48,8 +48,9 @@ def test_an_evaluation_set_folder_holds_the_crops_detections_and_photo_digests(s
     aligned = read_aligned_manifest(small_project / "data" / "aligned" / "lfw").set_index("source")
     faces = evaluation.faces
     assert faces["source"].is_monotonic_increasing and faces["source"].is_unique
+    crops = crop_table(small_project / "data" / "aligned" / "lfw")
     for row in faces.head(5).itertuples():
-        assert row.jpeg == (small_project / "data" / "aligned" / "lfw" / aligned.loc[row.source, "path"]).read_bytes()
+        assert row.jpeg == crops[aligned.loc[row.source, "path"]]
         assert row.photo_digest == file_digest(Path(evaluation.info["photos"]) / row.source)
     protocols = evaluation.pairs["protocol"].value_counts().to_dict()
     assert protocols == {"view2": 240, "view1_train": 12, "view1_test": 12}
@@ -107,6 +108,7 @@ def _tight_grey_crops(folder: Path) -> list[str]:
 
 
 def test_a_set_of_tight_crops_takes_its_own_detect_options(tmp_path):
+    from facerec.config import ComputeParams
     from facerec.pipeline.common import set_detect_params
     from facerec.pipeline.detect import detect
 
@@ -116,12 +118,14 @@ def test_a_set_of_tight_crops_takes_its_own_detect_options(tmp_path):
     params["detect"]["cache"] = None
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert not set_detect_params(tmp_path / "params.yaml", "lfw").whole_image_fallback
-    own = detect(tmp_path / "crops", tmp_path / "own", set_detect_params(tmp_path / "params.yaml", "crops"))
+    own = detect(tmp_path / "crops", tmp_path / "own", set_detect_params(tmp_path / "params.yaml", "crops"),
+                 ComputeParams())
     assert sorted(own.manifest.loc[own.manifest["subject"], "path"]) == sorted(names) and own.rejects.empty
     fallback = own.manifest[own.manifest["subject"] & own.manifest["whole_image"]]
     assert len(fallback) >= 1, "every tight crop had a face found: the test needs tighter crops"
     assert np.allclose(fallback[["x1", "y1", "x2", "y2"]].to_numpy(), [0, 0, 96, 108])
-    section = detect(tmp_path / "crops", tmp_path / "section", set_detect_params(tmp_path / "params.yaml", None))
+    section = detect(tmp_path / "crops", tmp_path / "section", set_detect_params(tmp_path / "params.yaml", None),
+                     ComputeParams())
     assert sorted(section.rejects["path"]) == sorted(fallback["path"])
     assert set(section.rejects["reason"].str.split(":").str[0]) == {"no face found"}
 
@@ -142,7 +146,7 @@ def test_evaluate_folder_scores_any_model_by_its_name(small_project, model, tmp_
 def test_an_identity_set_with_its_own_pairs_file_scores_it_ten_fold(small_project, tmp_path):
     """LFW's View 2 pairs written as a .csv pairs table of the LFW photo set as an identity
     set: its pairs_accuracy is the LFW stage's View 2 accuracy."""
-    from facerec.config import DetectParams, EvaluateParams, IdentitiesSet
+    from facerec.config import ComputeParams, DetectParams, EvaluateParams, IdentitiesSet
     from facerec.data.lfw import read_pairs, read_pairs_table
     from facerec.evaluation.sets import build_evaluation_set
     from facerec.models.zoo import ModelRef
@@ -159,7 +163,7 @@ def test_an_identity_set_with_its_own_pairs_file_scores_it_ten_fold(small_projec
     evaluation = build_evaluation_set("lfw_people", spec, Path(params["data"]["sets"]["lfw"]["images"]),
                                       data / "detections" / "lfw", data / "aligned" / "lfw", DetectParams())
     figures, _ = evaluate(ModelRef(model, None, small_project / "models" / model / "model.pt"), evaluation,
-                          EvaluateParams(**params["evaluate"]))
+                          EvaluateParams(**params["evaluate"]), ComputeParams())
     stage = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{model}.json").read_text())
     assert figures["pairs_scored"] == stage["lfw_pairs_scored"] and figures["pairs_missing"] == 0
     assert figures["pairs_accuracy"] == pytest.approx(stage["lfw_accuracy"], abs=1e-12)

@@ -3,8 +3,8 @@ aligned crops (data/, produced by ``dvc repro``), clean and with one defect plan
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from facerec.data.aligned import read_crop_bytes, write_crops
 from facerec.quality.expectations import GateFailed, GateResult, validate_aligned, validate_detections
 
 
@@ -228,9 +229,7 @@ def aligned_subset(tmp_path, train_data) -> tuple[Path, pd.DataFrame]:
     aligned = train_data / "aligned" / "train"
     manifest = pd.read_parquet(aligned / "manifest.parquet")
     rows = pd.concat([group.head(10) for _, group in list(manifest.groupby("identity"))[:2]], ignore_index=True)
-    for path in rows.path:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(aligned / path, tmp_path / path)
+    write_crops(tmp_path, rows.path, read_crop_bytes(aligned, list(rows.path)))
     return tmp_path, rows
 
 
@@ -245,19 +244,25 @@ def test_real_aligned_crops_pass(aligned_subset):
 
 def test_bad_crops_each_fail_their_expectation_by_name(aligned_subset):
     folder, manifest = aligned_subset
-    real = Image.open(folder / manifest.path[0]).convert("RGB")
+    crops = read_crop_bytes(folder, list(manifest.path))
+    real = Image.open(io.BytesIO(crops[0])).convert("RGB")
     identity = manifest.identity[0]
+
+    def encoded(image: Image.Image, kind: str = "JPEG") -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, kind)
+        return buffer.getvalue()
+
     bad = {
-        "grey": lambda path: Image.new("RGB", (112, 112), (128, 128, 128)).save(path, "JPEG"),
-        "small": lambda path: real.resize((100, 100)).save(path, "JPEG"),
-        "grayscale": lambda path: real.convert("L").save(path, "JPEG"),
-        "png": lambda path: real.save(path, "PNG"),
-        "text": lambda path: path.write_text("not an image\n"),
-        "truncated": lambda path: path.write_bytes((folder / manifest.path[1]).read_bytes()[:600]),
+        "grey": encoded(Image.new("RGB", (112, 112), (128, 128, 128))),
+        "small": encoded(real.resize((100, 100))),
+        "grayscale": encoded(real.convert("L")),
+        "png": encoded(real, "PNG"),
+        "text": b"not an image\n",
+        "truncated": crops[1][:600],
     }
-    for name, write in bad.items():
-        write(folder / identity / f"{name}.jpg")
     extra = [f"{identity}/{name}.jpg" for name in [*bad, "missing"]]
+    write_crops(folder, [*manifest.path, *extra[:-1]], [*crops, *bad.values()])
     rows = pd.DataFrame({"path": extra, "source": extra, "identity": identity, "alignment_error": 1.0})
     frame = pd.concat([manifest, rows, manifest.head(1)], ignore_index=True)
 
@@ -278,7 +283,7 @@ def test_bad_crops_each_fail_their_expectation_by_name(aligned_subset):
 
 
 def test_a_set_whose_every_photo_is_rejected_ends_in_empty_outputs_and_a_gate_failure_naming_it(tmp_path):
-    from facerec.config import AlignParams, DetectParams, GateParams
+    from facerec.config import AlignParams, ComputeParams, DetectParams, GateParams
     from facerec.pipeline.align import align
     from facerec.pipeline.detect import detect
     from facerec.pipeline.gate import gate
@@ -288,8 +293,8 @@ def test_a_set_whose_every_photo_is_rejected_ends_in_empty_outputs_and_a_gate_fa
     (photos / "notes.jpg").write_text("not a photo")
     Image.new("L", (16, 16)).save(photos / "tiny.pgm")
     Image.new("RGB", (200, 200), (90, 90, 90)).save(photos / "blank.ppm")
-    detect_params = DetectParams(cache=None, workers=1)
-    result = detect(tmp_path / "photos", tmp_path / "detections", detect_params)
+    detect_params = DetectParams(cache=None)
+    result = detect(tmp_path / "photos", tmp_path / "detections", detect_params, ComputeParams(workers=1))
     assert result.summary()["accepted"] == 0 and result.summary()["files"] == 3
     manifest = pd.read_parquet(tmp_path / "detections" / "manifest.parquet")
     assert manifest.empty and manifest["subject"].dtype == bool and "lm4_y" in manifest

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.logging.handlers import APILogWorker
 
 from conftest import CELEBA
-from facerec.config import AlignParams, ConfigError, DetectParams, MonitorParams, parse_params
+from facerec.config import AlignParams, ComputeParams, ConfigError, DetectParams, MonitorParams, parse_params
 from facerec.data.aligned import read_aligned_manifest
 from facerec.faces.alignment import ARCFACE_TEMPLATE
 from facerec.models.backbones import build_backbone
@@ -54,9 +54,10 @@ def photo_sets(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
             with Image.open(photo) as image:
                 darkened = root / "darkened" / "images" / folder.name / photo.name
                 ImageEnhance.Brightness(image).enhance(0.4).save(darkened, quality=95)
-    params = DetectParams(cache=None, workers=1)  # one detector process: for 69 photos, half the time of two
+    params = DetectParams(cache=None)
+    one = ComputeParams(workers=1)  # one detector process: for 69 photos, half the time of two
     for name in ("photos", "darkened"):
-        detect(root / name / "images", root / name / "detections", params)
+        detect(root / name / "images", root / name / "detections", params, one)
         align(root / name / "images", root / name / "detections", root / name / "aligned", AlignParams(), params)
     return {name: (root / name / "detections", root / name / "aligned") for name in ("photos", "darkened")}
 

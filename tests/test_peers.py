@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import LFW
-from facerec.config import BenchmarkParams, DetectParams, EvaluateParams, ZooEntry
+from facerec.config import BenchmarkParams, ComputeParams, DetectParams, EvaluateParams, ZooEntry
 from facerec.faces.detection import detect_photos
 from facerec.models.backbones import build_backbone
 from facerec.models.peers import PeerUnavailable, package_file
@@ -38,8 +38,7 @@ def detected(tmp_path_factory) -> tuple[Path, object]:
         for number in range(1, count + 1):
             name = f"{person}_{number:04d}.jpg"
             shutil.copy2(LFW / "images" / person / name, images / person / name)
-    params = DetectParams(workers=1, cache=None)
-    return images, detect_photos(images, params).manifest
+    return images, detect_photos(images, DetectParams(cache=None), ComputeParams(workers=1)).manifest
 
 
 @pytest.mark.parametrize("name", sorted(PEERS.names))
@@ -125,8 +124,9 @@ def test_zoo_steps_rank_what_can_run_and_say_what_was_skipped(small_project, tmp
                ZooEntry(name="absent", arch="iresnet100", path=tmp_path / "missing.pth")]
     evaluation = small_project / "data" / "evalsets" / "lfw"
     records = {entry.name: evaluate_to_files(ModelRef(entry.name, entry.arch, entry.path), evaluation,
-                                             EvaluateParams(flip=False), tmp_path / f"{entry.name}.json",
-                                             tmp_path / f"{entry.name}.csv") for entry in entries}
+                                             EvaluateParams(flip=False), ComputeParams(),
+                                             tmp_path / f"{entry.name}.json", tmp_path / f"{entry.name}.csv")
+               for entry in entries}
     assert records["absent"] == {"kind": "lfw", "skipped": f"checkpoint file not found: {tmp_path / 'missing.pth'}"}
     assert read_table(tmp_path / "absent.csv").empty and len(read_table(tmp_path / "upstream_r18.csv")) > 100
     ours = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{params.train.model_name}.json").read_text())

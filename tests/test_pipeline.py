@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -58,9 +59,11 @@ def test_aligned_faces_are_112_crops_of_the_detected_photos(small_project):
     detected = pd.read_parquet(small_project / "data" / "detections" / "train" / "manifest.parquet")
     assert sorted(aligned["source"]) == sorted(detected.loc[detected["subject"], "path"])
     from PIL import Image
-    for path in aligned["path"].head(20):
-        with Image.open(aligned_dir / path) as crop:
-            assert crop.size == (112, 112) and crop.mode == "RGB"
+
+    from facerec.data.aligned import read_crop_bytes
+    for jpeg in read_crop_bytes(aligned_dir, list(aligned["path"].head(20))):
+        with Image.open(io.BytesIO(jpeg)) as crop:
+            assert crop.size == (112, 112) and crop.mode == "RGB" and crop.format == "JPEG"
     assert aligned["alignment_error"].median() < 6.0
 
 

@@ -2,8 +2,10 @@
 that dvc.yaml leaves out as speed-only (RESULT_NEUTRAL in facerec/config.py) do not change a
 result. Where each of those is shown:
 
-- detect.workers, detect.batch_size, detect.cache: tests/test_detect_determinism.py (the
+- detect.batch_size, detect.cache, compute.workers: tests/test_detect_determinism.py (the
   manifests byte for byte);
+- compute.engine, compute.scheduler (and compute.workers for the peers): tests/test_engine.py
+  (a Dask cluster detects the same bytes and embeds the same faces as local processes);
 - train.workers: tests/test_batches.py (batches do not depend on the worker count);
 - train.checkpoint_every: tests/test_training.py (a killed run resumes to identical weights);
 - evaluate.num_threads, monitor.num_threads: below (inference on 1 or 2 threads: the same figures);

@@ -19,7 +19,8 @@ from facerec.registry import BACKBONES, DETECTORS, HEADS, PEERS
 DVC = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 PARAMS = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
 # The sections whose stage reads (nearly) all of them: declared key by key, speed-only keys left out.
-SECTION_MODELS = {"detect": config.DetectParams, "train": config.TrainParams, "tune": config.TuneParams,
+SECTION_MODELS = {"compute": config.ComputeParams, "detect": config.DetectParams, "train": config.TrainParams,
+                  "tune": config.TuneParams,
                   "evaluate": config.EvaluateParams, "benchmark": config.BenchmarkParams,
                   "monitor": config.MonitorParams, "gate": config.GateParams, "align": config.AlignParams}
 # Keys of a section that another stage reads instead, one entry each: every evaluation set's
@@ -28,8 +29,10 @@ READ_ELSEWHERE = {"evaluate": {"sets"}}
 # Keys of a section that one of its stages never reads: tune's trials fit no adaptation
 # (facerec.training.tuning.SearchSpace.trial_params sets it to none).
 NOT_READ_BY_STAGE = {"tune": {"train.adaptation"}}
-SECTIONS_OF_STAGE = {"detect": ["detect"], "align": ["align"], "gate": ["gate"], "train": ["train"],
-                     "tune": ["tune", "train"], "evaluate": ["evaluate"], "evaluate_zoo": ["evaluate"],
+# compute is speed only, whole (where the work runs): the stages that run on its engine declare none of it.
+SECTIONS_OF_STAGE = {"detect": ["detect", "compute"], "align": ["align"], "gate": ["gate"], "train": ["train"],
+                     "tune": ["tune", "train"], "evaluate": ["evaluate", "compute"],
+                     "evaluate_zoo": ["evaluate", "compute"], "teacher": ["compute"],
                      "benchmark": ["benchmark"], "benchmark_zoo": ["benchmark"], "monitor": ["monitor"]}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from facerec.config import BinSet, EvaluateParams
+from facerec.config import BinSet, ComputeParams, EvaluateParams
 from facerec.data.aligned import load_crops, read_aligned_manifest
 from facerec.data.lfw import read_pairs
 from facerec.data.verification_bin import VerificationBinError, read_verification_bin, write_verification_bin
@@ -41,7 +41,7 @@ def test_the_small_projects_lfw_pairs_as_a_bin_score_as_the_evaluate_stage_did(s
 
     evaluation = build_evaluation_set("lfw_bin", BinSet(kind="bin", path=tmp_path / "lfw.bin"), None, None, None)
     ours = ModelRef(model_name, None, small_project / "models" / model_name / "model.pt")
-    metrics, roc = evaluate(ours, evaluation, EvaluateParams(**params["evaluate"]))
+    metrics, roc = evaluate(ours, evaluation, EvaluateParams(**params["evaluate"]), ComputeParams())
     assert metrics["kind"] == "bin" and metrics["bin_pairs"] == len(pairs)
     assert metrics["bin_accuracy"] == pytest.approx(stage["lfw_accuracy"], abs=1e-12)
     assert metrics["bin_accuracy_std"] == pytest.approx(stage["lfw_accuracy_std"], abs=1e-12)

@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from conftest import LFW
-from facerec.config import AlignParams, DetectParams
+from facerec.config import AlignParams, ComputeParams, DetectParams
+from facerec.data.aligned import decode_crop
 from facerec.faces.alignment import align_manifest
 from facerec.faces.detection import detect_photos
 from facerec.faces.detectors.mtcnn import MtcnnDetector
@@ -362,10 +363,10 @@ def test_the_detect_and_align_steps_run_with_the_yolo_backend(models, held_out, 
         Image.fromarray(pasted.image).save(photos / f"person{index % 2}" / f"{index}.png")
     params = DetectParams(backend="yolo", weights=models.pose, yolo_image_size=IMAGE_SIZE, min_score=0.25,
                           min_image_side=IMAGE_SIZE, cache=tmp_path / "cache.sqlite")
-    detected = detect_photos(photos, params)
+    detected = detect_photos(photos, params, ComputeParams())
     assert detected.rejects.empty and detected.manifest["subject"].sum() == 8
-    aligned, rejects = align_manifest(photos, detected.manifest, tmp_path / "aligned", AlignParams(), params)
+    aligned, rejects = align_manifest(photos, detected.manifest, AlignParams(), params)
     assert rejects.empty and len(aligned) == 8
-    assert all((tmp_path / "aligned" / path).is_file() for path in aligned["path"])
+    assert all(decode_crop(jpeg).shape == (112, 112, 3) for jpeg in aligned["jpeg"])
     # Other weights are another detector: the cache does not answer for them.
-    assert detect_photos(photos, params.model_copy(update={"weights": models.box})).cached == 0
+    assert detect_photos(photos, params.model_copy(update={"weights": models.box}), ComputeParams()).cached == 0

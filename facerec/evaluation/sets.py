@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 
 from facerec.config import BinSet, DetectParams, EvaluationSet, IdentitiesSet, LfwSet
-from facerec.data.aligned import read_aligned_manifest
+from facerec.data.aligned import read_aligned_manifest, read_crop_bytes
+from facerec.data.digests import check_photo, file_digest, read_photo_digests
 from facerec.data.images import load_rgb
 from facerec.data.lfw import read_pairs, read_pairs_table
 from facerec.data.people import heldout_people
@@ -37,7 +38,6 @@ from facerec.data.sources import photo_location
 from facerec.data.verification_bin import CROP_SIDE, decode_faces, read_verification_bin
 from facerec.evaluation.protocols import protocol_faces
 from facerec.faces.alignment import ARCFACE_TEMPLATE
-from facerec.faces.cache import file_digest
 from facerec.faces.manifest import LANDMARK_COLUMNS, subjects
 from facerec.models.peers import PhotoFace
 from facerec.runtime.io import read_table, write_json, write_table
@@ -79,9 +79,7 @@ class EvaluationFaces:
         landmarks = self.faces[LANDMARK_COLUMNS].to_numpy(np.float32).reshape(-1, 5, 2)
         for source, digest, box, points in zip(self.faces["source"], self.faces["photo_digest"], boxes, landmarks):
             location = photo_location(self.info["photos"], source)
-            if file_digest(location) != digest:
-                raise EvaluationSetError(f"{location}: changed since the evaluation set {self.info['name']!r} "
-                                         "was built; run dvc repro")
+            check_photo(location, digest, f"the evaluation set {self.info['name']!r} was built")
             photo = load_rgb(location, self.info["max_image_pixels"], self.info["min_image_side"])
             yield PhotoFace(photo, box, points)
 
@@ -110,7 +108,7 @@ def build_evaluation_set(name: str, spec: EvaluationSet, images: Path | None, de
         faces = aligned
         pairs = {"pairs": read_pairs_table(spec.pairs)} if spec.pairs else {}
         protocol_files = [spec.pairs] if spec.pairs else []
-    faces = _with_detections(faces.sort_values("source").reset_index(drop=True), detections, aligned_dir, images)
+    faces = _with_detections(faces.sort_values("source").reset_index(drop=True), detections, aligned_dir)
     table = pd.concat([frame.assign(protocol=protocol) for protocol, frame in pairs.items()], ignore_index=True
                       ) if pairs else pd.DataFrame(columns=PAIR_COLUMNS)
     info = {"name": name, "kind": spec.kind, "photos": str(images), "faces": int(len(faces)),
@@ -122,12 +120,12 @@ def build_evaluation_set(name: str, spec: EvaluationSet, images: Path | None, de
     return EvaluationFaces(spec.kind, faces, table[PAIR_COLUMNS], info)
 
 
-def _with_detections(faces: pd.DataFrame, detections: Path, aligned_dir: Path, images: Path) -> pd.DataFrame:
+def _with_detections(faces: pd.DataFrame, detections: Path, aligned_dir: Path) -> pd.DataFrame:
     """The aligned faces with their crop's bytes, their subject's detection and their photo's digest."""
     detected = subjects(read_table(detections / "manifest.parquet")).set_index("path")
     rows = detected.loc[faces["source"], BOX_COLUMNS + LANDMARK_COLUMNS].reset_index(drop=True)
-    crops = [(aligned_dir / path).read_bytes() for path in faces["path"]]
-    digests = [file_digest(photo_location(images, source)) for source in faces["source"]]
+    crops = read_crop_bytes(aligned_dir, list(faces["path"]))
+    digests = list(read_photo_digests(detections).loc[faces["source"]])
     return pd.concat([faces[["source", "identity"]].reset_index(drop=True),
                       pd.DataFrame({"jpeg": crops, "photo_digest": digests}), rows], axis=1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -15,6 +16,7 @@ from skimage.transform import SimilarityTransform
 from tqdm import tqdm
 
 from facerec.config import AlignParams, DetectParams
+from facerec.data.digests import check_photo
 from facerec.data.images import ImageRejected, load_rgb
 from facerec.data.sources import photo_location
 from facerec.faces.manifest import landmarks_of, subjects
@@ -72,47 +74,53 @@ def aligned_name(source: str, identity: str, taken: set[str]) -> str:
     return name
 
 
-def _align_chunk(task: tuple[Path, Path, list[dict], AlignParams, DetectParams]) -> list[dict]:
-    """Align and write the crops of a chunk of manifest rows: each row comes back with its
-    alignment error, or with the reason it could not be aligned."""
-    source, out_dir, rows, params, detect_params = task
+def _align_chunk(task: tuple[Path, list[dict], AlignParams, DetectParams]) -> list[dict]:
+    """Align and encode the crops of a chunk of manifest rows: each row comes back with its
+    alignment error and crop's JPEG bytes, or with the reason it could not be aligned."""
+    source, rows, params, detect_params = task
     for row in rows:
+        location = photo_location(source, row["source"])
+        digest = row.pop("digest")
+        if digest is not None:  # outside the try: a changed photo stops the stage, it is no reject
+            check_photo(location, digest, "it was detected")
         try:
-            image = load_rgb(photo_location(source, row["source"]), detect_params.max_image_pixels,
-                             detect_params.min_image_side)
+            image = load_rgb(location, detect_params.max_image_pixels, detect_params.min_image_side)
             crop, row["alignment_error"] = align_face(image, np.asarray(row.pop("landmarks")), params.size)
         except (ImageRejected, ValueError) as reason:
             row["reason"] = str(reason)
             continue
-        target = out_dir / row["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crop).save(target, quality=params.jpeg_quality)
+        encoded = io.BytesIO()
+        Image.fromarray(crop).save(encoded, format="JPEG", quality=params.jpeg_quality)
+        row["jpeg"] = encoded.getvalue()
     return rows
 
 
-def align_manifest(source: str | Path, manifest: pd.DataFrame, out_dir: str | Path, params: AlignParams,
-                   detect_params: DetectParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write one aligned JPEG per photo's subject face under ``out_dir``, in
-    ``detect_params.workers`` threads; return (aligned, rejects).
+def align_manifest(source: str | Path, manifest: pd.DataFrame, params: AlignParams,
+                   detect_params: DetectParams, digests: pd.Series | None = None, workers: int = 2
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Align each photo's subject face, in ``workers`` threads; return
+    (aligned: ALIGNED_COLUMNS and ``jpeg``, the crop's bytes; rejects). With ``digests``
+    (by path, detect's photos.parquet) each photo is checked to be the one detected.
 
     Threads, not processes: decoding, warping and encoding all release the GIL, and a
     process pool's start-up (importing torch in each) cost more than the work on small sets."""
-    source, out_dir = Path(source), Path(out_dir)
+    source = Path(source)
     photos = subjects(manifest)
     taken: set[str] = set()
     tasks = [{"path": aligned_name(row.path, row.identity, taken), "source": row.path,
-              "identity": row.identity, "landmarks": landmarks.tolist()}
+              "identity": row.identity, "landmarks": landmarks.tolist(),
+              "digest": None if digests is None else digests[row.path]}
              for row, landmarks in zip(photos.itertuples(index=False), landmarks_of(photos))]
-    chunks = [(source, out_dir, tasks[i:i + 64], params, detect_params) for i in range(0, len(tasks), 64)]
+    chunks = [(source, tasks[i:i + 64], params, detect_params) for i in range(0, len(tasks), 64)]
     done: list[dict] = []
-    with ThreadPoolExecutor(detect_params.workers) as pool, \
+    with ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(tasks), desc=f"align {source.name}", unit="img", mininterval=5) as progress:
-        for _, rows in bounded_map(pool, _align_chunk, chunks, 2 * detect_params.workers):
+        for _, rows in bounded_map(pool, _align_chunk, chunks, 2 * workers):
             done.extend(rows)
             progress.update(len(rows))
     aligned = [row for row in done if "reason" not in row]
     rejects = [{"path": row["source"], "identity": row["identity"], "reason": row["reason"]}
                for row in done if "reason" in row]
-    log.info("aligned %d faces into %s (%d rejected)", len(aligned), out_dir, len(rejects))
-    return (pd.DataFrame(aligned, columns=ALIGNED_COLUMNS),
+    log.info("aligned %d faces of %s (%d rejected)", len(aligned), source, len(rejects))
+    return (pd.DataFrame(aligned, columns=[*ALIGNED_COLUMNS, "jpeg"]),
             pd.DataFrame(rejects, columns=["path", "identity", "reason"]))

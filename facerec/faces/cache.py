@@ -15,13 +15,11 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from facerec.data.digests import file_digest
+
+__all__ = ["ResultCache", "file_digest", "fingerprint"]
+
 _DIGEST_BYTES = 16
-
-
-def file_digest(path: str | Path) -> str:
-    """BLAKE2b-128 of the file's bytes, hex: the file's identity, whatever its name."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=_DIGEST_BYTES)).hexdigest()
 
 
 def fingerprint(*parts: object) -> str:

@@ -2,33 +2,32 @@
 
 Each input file ends in exactly one of two tables: the manifest (one row per face found,
 the photo's subject marked) or the rejects (path and reason). Photos are streamed in
-batches to worker processes; results are cached by file content, so a rerun detects only
-the photos it has not seen.
+batches to the compute engine's workers (processes here or a Dask cluster); results are
+cached by file content, so a rerun detects only the photos it has not seen.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
-from facerec.config import DetectParams
+from facerec.config import ComputeParams, DetectParams
 from facerec.data.images import ImageRejected, load_rgb
 from facerec.data.sources import PhotoFile, iter_photos
 from facerec.faces.cache import ResultCache, file_digest, fingerprint
 from facerec.faces.detectors import Detector, Face, build_detector
 from facerec.faces.manifest import LANDMARK_COLUMNS, REJECT_COLUMNS, manifest_frame
+from facerec.runtime.engine import compute_engine, limit_threads, worker_state
 from facerec.runtime.parallel import bounded_map
 
 log = logging.getLogger(__name__)
@@ -93,22 +92,12 @@ def detection_fingerprint(params: DetectParams) -> str:
 
 # --- worker side -------------------------------------------------------------------------
 
-_worker: dict = {}
-
-
-def _start_worker(params: DetectParams) -> None:
-    # One thread per process: the detector's many small ops scale better across processes.
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    _worker["params"] = params
-    _worker["detector"] = build_detector(params)
-
-
-def _detect_photo_batch(batch: list[tuple[PhotoFile, str | None]]) -> list[dict]:
+def _detect_photo_batch(params: DetectParams, batch: list[tuple[PhotoFile, str | None]]) -> list[dict]:
     """The outcome for each (photo, digest) (faces, or a reject reason), in a worker process."""
+    # One thread per process: the detector's many small ops scale better across processes.
+    limit_threads(1)
+    detector: Detector = worker_state(("detector", params), partial(build_detector, params))
     photos = [photo for photo, _ in batch]
-    params: DetectParams = _worker["params"]
-    detector: Detector = _worker["detector"]
     outcomes: dict[int, dict] = {}
     images, waiting = [], []
     for index, photo in enumerate(photos):
@@ -201,12 +190,13 @@ def _batches(photos: Iterable[PhotoFile], size: int) -> Iterator[list[PhotoFile]
         yield batch
 
 
-def detect_photos(source: str | Path, params: DetectParams) -> DetectionResult:
+def detect_photos(source: str | Path, params: DetectParams, compute: ComputeParams) -> DetectionResult:
     """Detect every face in every photo of ``source`` (a folder of identity folders or a
-    CSV/parquet list) in ``params.workers`` processes; rows come back sorted by path.
+    CSV/parquet list) on the ``compute`` engine's workers; rows come back sorted by path.
 
     Photos whose content already has a cached result under the same detector settings are
-    not decoded again; the worker processes start only if some photo needs detecting.
+    not decoded again; the workers start only if some photo needs detecting. The main
+    process reads the cache and writes it, so it holds the same rows whichever engine ran.
     """
     started = time.perf_counter()
     rows: list[dict] = []
@@ -244,16 +234,16 @@ def detect_photos(source: str | Path, params: DetectParams) -> DetectionResult:
         if waiting:
             yield waiting
 
-    log.info("detecting faces under %s with %s in %d worker processes", source, params.backend, params.workers)
+    log.info("detecting faces under %s with %s on the %s engine (%d workers)", source, params.backend,
+             compute.engine, compute.workers)
     with tqdm(desc=f"detect {Path(source).name}", unit="img", mininterval=5) as progress:
         batches = uncached(progress)
         first = next(batches, None)
         if first is not None:
-            # spawn, not fork: forking a process that already runs torch's threads can deadlock.
-            with ProcessPoolExecutor(params.workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_start_worker, initargs=(params,)) as pool:
+            with compute_engine(compute) as engine:
                 jobs = (batch for batch in chain([first], batches))
-                for batch, outcomes in bounded_map(pool, _detect_photo_batch, jobs, 2 * params.workers):
+                task = partial(_detect_photo_batch, params)
+                for batch, outcomes in bounded_map(engine.executor, task, jobs, 2 * engine.workers):
                     for (photo, _), outcome in zip(batch, outcomes):
                         record(photo, outcome)
                     if cache:

@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from facerec.config import AlignParams, DetectParams
+from facerec.config import AlignParams, ComputeParams, DetectParams
+from facerec.data.aligned import write_crops
+from facerec.data.digests import read_photo_digests
 from facerec.faces.alignment import align_manifest
 from facerec.pipeline.common import (
     DEFAULT_PARAMS,
@@ -22,10 +24,14 @@ from facerec.pipeline.common import (
 from facerec.runtime.io import read_table, write_table
 
 
-def align(images: Path, detections: Path, out: Path, params: AlignParams, detect_params: DetectParams) -> dict:
-    """Write aligned 112×112 crops, OUT/manifest.parquet and OUT/rejects.parquet."""
+def align(images: Path, detections: Path, out: Path, params: AlignParams, detect_params: DetectParams,
+          workers: int = 2) -> dict:
+    """Write OUT/manifest.parquet, OUT/crops.parquet (the aligned 112×112 crops' JPEG bytes)
+    and OUT/rejects.parquet, aligning in ``workers`` threads."""
     manifest = read_table(detections / MANIFEST)
-    aligned, rejects = align_manifest(images, manifest, out, params, detect_params)
+    aligned, rejects = align_manifest(images, manifest, params, detect_params, read_photo_digests(detections),
+                                      workers)
+    write_crops(out, aligned["path"], aligned.pop("jpeg"))
     write_table(out / MANIFEST, aligned)
     write_table(out / REJECTS, rejects)
     error = aligned["alignment_error"]
@@ -45,6 +51,6 @@ def command(images: Annotated[Path, typer.Option(help="the photo set given to de
             params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Warp every detected subject onto the ArcFace 112x112 template."""
     summary = align(images, detections, out, section(params, "align", AlignParams),
-                    set_detect_params(params, photo_set))
+                    set_detect_params(params, photo_set), section(params, "compute", ComputeParams).workers)
     write_metrics(metrics, summary)
     print_record(summary)

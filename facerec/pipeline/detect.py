@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from facerec.config import DetectParams
+from facerec.config import ComputeParams, DetectParams
+from facerec.data.digests import PHOTOS, photo_digests
 from facerec.faces.detection import DetectionResult, detect_photos
 from facerec.pipeline.common import (
     DEFAULT_PARAMS,
@@ -15,18 +16,21 @@ from facerec.pipeline.common import (
     REJECTS,
     ParamsOption,
     print_record,
+    section,
     set_detect_params,
     write_metrics,
 )
 from facerec.runtime.io import write_table
 
 
-def detect(images: Path, out: Path, params: DetectParams) -> DetectionResult:
+def detect(images: Path, out: Path, params: DetectParams, compute: ComputeParams) -> DetectionResult:
     """Detect faces in the photo set ``images`` (a folder or a CSV/parquet list); write
-    OUT/manifest.parquet (every face, subjects marked) and OUT/rejects.parquet."""
-    result = detect_photos(images, params)
+    OUT/manifest.parquet (every face, subjects marked), OUT/rejects.parquet and
+    OUT/photos.parquet (every photo's content digest, which later stages check)."""
+    result = detect_photos(images, params, compute)
     write_table(out / MANIFEST, result.manifest)
     write_table(out / REJECTS, result.rejects)
+    write_table(out / PHOTOS, photo_digests(images, [*result.manifest["path"], *result.rejects["path"]]))
     return result
 
 
@@ -42,7 +46,7 @@ def command(images: Annotated[Path, typer.Option(
     from facerec.data.sources import PhotoSourceError
 
     try:
-        result = detect(images, out, set_detect_params(params, photo_set))
+        result = detect(images, out, set_detect_params(params, photo_set), section(params, "compute", ComputeParams))
     except PhotoSourceError as error:
         raise typer.BadParameter(str(error), param_hint="--images") from None
     write_metrics(metrics, result.summary())

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 import typer
 
-from facerec.config import DetectParams, EvaluateParams, IdentitiesSet
+from facerec.config import ComputeParams, DetectParams, EvaluateParams, IdentitiesSet
 from facerec.evaluation.metrics import roc_curve
 from facerec.evaluation.protocols import (
     evaluate_lfw,
@@ -36,17 +36,18 @@ log = logging.getLogger(__name__)
 ROC_COLUMNS = ["fpr", "tpr"]
 
 
-def embed_evaluation_set(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams) -> np.ndarray:
-    """L2-normalised embeddings of the set's faces, row i for face i."""
+def embed_evaluation_set(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams,
+                         compute: ComputeParams) -> np.ndarray:
+    """L2-normalised embeddings of the set's faces, row i for face i. Peers run on the
+    ``compute`` engine's workers; checkpoints in this process."""
     from facerec.evaluation.embedding import embed_crops
 
     torch.set_num_threads(params.num_threads)
     if model.is_peer:
-        from facerec.models.peers.load import load_peer
-        from facerec.models.peers.photos import embed_photo_faces
+        from facerec.models.peers.photos import embed_evaluation_faces
 
         assert model.arch is not None  # a peer is named by its arch
-        return embed_photo_faces(load_peer(model.arch), evaluation.photo_faces(), len(evaluation.faces))
+        return embed_evaluation_faces(model.arch, evaluation, compute, params.num_threads)
     from facerec.models.checkpoints import load_pretrained
 
     assert model.path is not None  # checkpoints have a path (ZooEntry, resolve_model)
@@ -76,14 +77,15 @@ def score_evaluation_set(evaluation: EvaluationFaces, embeddings: np.ndarray) ->
     return figures, roc_for_plot(fpr, tpr)
 
 
-def evaluate(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams) -> tuple[dict, pd.DataFrame]:
+def evaluate(model: ModelRef, evaluation: EvaluationFaces, params: EvaluateParams,
+             compute: ComputeParams) -> tuple[dict, pd.DataFrame]:
     """One model's figures on one evaluation set, with ``kind``, and its ROC curve."""
     log.info("%s on %s (%s, %d faces)", model.name, evaluation.info["name"], evaluation.kind, len(evaluation.faces))
-    figures, roc = score_evaluation_set(evaluation, embed_evaluation_set(model, evaluation, params))
+    figures, roc = score_evaluation_set(evaluation, embed_evaluation_set(model, evaluation, params, compute))
     return {"kind": evaluation.kind, **figures}, roc
 
 
-def evaluate_to_files(model: ModelRef, evaluation_set: Path, params: EvaluateParams,
+def evaluate_to_files(model: ModelRef, evaluation_set: Path, params: EvaluateParams, compute: ComputeParams,
                       metrics_path: Path, roc_path: Path) -> dict:
     """Write the model's figures on the set in folder ``evaluation_set`` and its ROC; a zoo
     model that cannot run here writes ``{"kind", "skipped": reason}`` and an empty ROC, which
@@ -93,7 +95,7 @@ def evaluate_to_files(model: ModelRef, evaluation_set: Path, params: EvaluatePar
     reason = missing_checkpoint(model)
     if reason is None:
         try:
-            record, roc = evaluate(model, read_evaluation_set(evaluation_set), params)
+            record, roc = evaluate(model, read_evaluation_set(evaluation_set), params, compute)
         except PeerUnavailable as error:
             reason = str(error)
     if reason is not None:
@@ -118,7 +120,7 @@ def command(model: Annotated[str, typer.Option(help="train.model_name, a zoo ent
         reference = resolve_model(model, settings, checkpoint)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--model") from None
-    print_record(evaluate_to_files(reference, evaluation_set, settings.evaluate, metrics, roc))
+    print_record(evaluate_to_files(reference, evaluation_set, settings.evaluate, settings.compute, metrics, roc))
 
 
 def zoo_command(evaluation_set: Annotated[Path, typer.Option("--set", help="the evalset stage's folder of one set")],
@@ -127,7 +129,8 @@ def zoo_command(evaluation_set: Annotated[Path, typer.Option("--set", help="the 
     """Every entry of the params file's zoo on one evaluation set (those that cannot run say why)."""
     settings = load(params)
     records = {name: evaluate_to_files(resolve_model(name, settings), evaluation_set, settings.evaluate,
-                                       out / f"{name}.json", out / f"{name}.csv") for name in settings.zoo}
+                                       settings.compute, out / f"{name}.json", out / f"{name}.csv")
+               for name in settings.zoo}
     print_record(records)
 
 
@@ -152,6 +155,7 @@ def folder_command(aligned: Annotated[Path, typer.Option(help="an aligned identi
             raise typer.BadParameter(str(error), param_hint="--model") from None
     evaluation = build_evaluation_set(aligned.name, IdentitiesSet(kind="identities", photos=aligned.name),
                                       images, detections, aligned, section(params, "detect", DetectParams))
-    record, curve = evaluate(reference, evaluation, section(params, "evaluate", EvaluateParams))
+    record, curve = evaluate(reference, evaluation, section(params, "evaluate", EvaluateParams),
+                             section(params, "compute", ComputeParams))
     write_table(roc, curve)
     print_record(record)

@@ -48,7 +48,7 @@ def teacher_embeddings(settings: Params, aligned_dir: Path, detections_dir: Path
                                       settings.data.sets[photo_set].images, detections_dir, aligned_dir,
                                       settings.detect_params(photo_set))
     log.info("teacher %s on the %d faces of %s", name, len(evaluation.faces), photo_set)
-    embeddings = embed_evaluation_set(model, evaluation, settings.evaluate)
+    embeddings = embed_evaluation_set(model, evaluation, settings.evaluate, settings.compute)
     path_of = read_aligned_manifest(aligned_dir).set_index("source")["path"]
     index = pd.Index(path_of.loc[evaluation.faces["source"]].to_numpy(), name="path")
     table = pd.DataFrame(embeddings.astype(np.float32), index=index)

@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from facerec.data.aligned import CROPS, decode_crop, read_crop_bytes
 from facerec.data.images import ImageRejected, load_rgb
 from facerec.faces.alignment import ARCFACE_TEMPLATE
 from facerec.runtime.io import atomic_path
@@ -149,12 +150,10 @@ def _shorten(text: str, width: int) -> str:
 
 def _aligned_tiles(aligned_dir: Path, rows: pd.DataFrame) -> list[Tile]:
     tiles = []
-    for row in rows.itertuples(index=False):
-        path = aligned_dir / row.path
-        with Image.open(path) as image:
-            crop = np.asarray(image.convert("RGB"))
+    for row, jpeg in zip(rows.itertuples(index=False), read_crop_bytes(aligned_dir, list(rows["path"]))):
+        crop = decode_crop(jpeg)
         if crop.shape != (TILE, TILE, 3):
-            raise ValueError(f"{path}: aligned crop is {crop.shape[1]}x{crop.shape[0]}, "
+            raise ValueError(f"{aligned_dir / CROPS}, {row.path}: aligned crop is {crop.shape[1]}x{crop.shape[0]}, "
                              f"expected {TILE}x{TILE}; re-run the align stage")
         tiles.append(Tile(crop, f"{_shorten(str(row.identity), 28)}\nerror {row.alignment_error:.2f} px"))
     return tiles

@@ -8,6 +8,7 @@ A gate returns a ``GateResult``; the caller decides whether a failure stops the 
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from facerec.data.aligned import crop_table
 
 # GE logs its own set-up (registries, a temporary docs folder per context) at INFO; a stage
 # logging at INFO should show our lines, not GE's. Set before the import, which logs too;
@@ -170,20 +173,22 @@ def validate_aligned(aligned_dir: Path, manifest: pd.DataFrame, name: str,
     """Validate the aligned crops a manifest lists (``path`` relative to ``aligned_dir``):
     each a readable 112×112 3-channel JPEG whose pixel standard deviation (0–255 scale)
     exceeds ``min_pixel_std``, each path listed once."""
-    stats = crop_stats(Path(aligned_dir), manifest["path"])
+    crops = crop_table(aligned_dir)
+    # A crop missing from the folder is an unreadable one: the gate names it.
+    stats = crop_stats([crops.get(path, b"") for path in manifest["path"]], manifest["path"])
     return _run_gate(name, [("crops", stats, aligned_suite(min_pixel_std), "path")])
 
 
-def crop_stats(aligned_dir: Path, paths: pd.Series) -> pd.DataFrame:
+def crop_stats(jpegs: list[bytes], paths: pd.Series) -> pd.DataFrame:
     """One row per path: ``readable`` (bool), ``height``, ``width``, ``channels`` and
-    ``pixel_std`` (over all pixels and channels, 0–255); the last four are null where the
-    file could not be decoded as a JPEG. Opens one crop at a time: memory stays bounded."""
+    ``pixel_std`` (over all pixels and channels, 0–255) of its crop ``jpegs[i]``; the last four
+    are null where the bytes could not be decoded as a JPEG. Decodes one crop at a time."""
     rows = []
-    for path in paths:
+    for path, jpeg in zip(paths, jpegs):
         row = {"path": path, "readable": False, "height": None, "width": None, "channels": None,
                "pixel_std": None}
         try:
-            with Image.open(aligned_dir / path, formats=["JPEG"]) as image:
+            with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as image:
                 pixels = np.asarray(image)
             row.update(readable=True, height=pixels.shape[0], width=pixels.shape[1],
                        channels=1 if pixels.ndim == 2 else pixels.shape[2],

