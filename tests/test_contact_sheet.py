@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import LFW
+from facerec.data.aligned import decode_crop, read_crop_bytes, write_crops
 from facerec.faces.alignment import ARCFACE_TEMPLATE
 from facerec.quality.contact_sheet import (
     COLUMNS,
@@ -74,7 +76,7 @@ def test_aligned_sheet_is_an_8_column_grid_of_the_sampled_crops_then_a_worst_row
     sample, worst_rows = sample_aligned(manifest, 64, COLUMNS, seed=0)
     for origin, path in [(randoms[0], sample.path[0]), (randoms[63], sample.path[63]),
                          (worst[0], worst_rows.path[0])]:
-        crop = np.asarray(Image.open(aligned_lfw / path).convert("RGB"), int)
+        crop = np.asarray(decode_crop(read_crop_bytes(aligned_lfw, [path])[0]), int)
         assert np.median(np.abs(_tile(png, origin) - crop)) <= 1
 
 
@@ -97,7 +99,9 @@ def test_worst_row_holds_the_highest_errors_and_the_random_sample_does_not_repea
 
 
 def test_a_crop_that_is_not_112_pixels_is_an_error_naming_it(tmp_path):
-    Image.new("RGB", (100, 100)).save(tmp_path / "small.jpg")
+    small = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(small, "JPEG")
+    write_crops(tmp_path, ["small.jpg"], [small.getvalue()])
     table = pd.DataFrame({"path": ["small.jpg"], "source": ["s.jpg"], "identity": ["a"], "alignment_error": [1.0]})
     with pytest.raises(ValueError, match="small.jpg.*100x100"):
         aligned_sheet(tmp_path, table, tmp_path / "out.png", worst=0)
@@ -148,7 +152,8 @@ def test_an_empty_rejects_table_writes_a_small_no_rejects_sheet(tmp_path):
 def test_real_aligned_eyes_sit_on_the_template_eye_points(aligned_lfw, manifest):
     """The mean of 200 random real crops is darkest at the pupils: within 2 px of the template."""
     sample, _ = sample_aligned(manifest, 200, 0, seed=0)
-    mean = np.mean([np.asarray(Image.open(aligned_lfw / p).convert("L"), float) for p in sample.path], axis=0)
+    crops = read_crop_bytes(aligned_lfw, list(sample.path))
+    mean = np.mean([np.asarray(Image.open(io.BytesIO(jpeg)).convert("L"), float) for jpeg in crops], axis=0)
     for eye_x, eye_y in ARCFACE_TEMPLATE[:2]:
         x0, y0 = round(eye_x) - 12, round(eye_y) - 15  # a window wider than the eye, over the brow
         window = mean[y0:y0 + 30, x0:x0 + 24]
