@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from facerec.config import TrainParams
-from facerec.data.aligned import read_aligned_manifest
+from facerec.data.aligned import read_aligned_manifest, read_crop_bytes
 from facerec.models.checkpoints import read_checkpoint
 from facerec.models.heads import build_head
 from facerec.training.loop import train_model
@@ -176,8 +176,9 @@ def test_insightface_train_rec_is_a_training_source(small_project, tmp_path):
     manifest = read_aligned_manifest(aligned_dir).sort_values("path")
     label_of = {name: index for index, name in enumerate(sorted(manifest["identity"].unique()))}
     records = [(0, pack_record([len(manifest) + 1, len(manifest) + 1 + len(label_of)], b""))]
-    records += [(key, pack_record(label_of[row.identity], (aligned_dir / row.path).read_bytes(), id=key))
-                for key, row in enumerate(manifest.itertuples(), start=1)]
+    jpegs = read_crop_bytes(aligned_dir, list(manifest["path"]))
+    records += [(key, pack_record(label_of[row.identity], jpeg, id=key))
+                for key, (row, jpeg) in enumerate(zip(manifest.itertuples(), jpegs), start=1)]
     write_recordio(tmp_path / "train.rec", records)
 
     raw = yaml.safe_load((small_project / "params.yaml").read_text())["train"]
