@@ -12,6 +12,7 @@ import yaml
 
 from facerec.config import Params, TrainParams, load_params
 from facerec.data.aligned import load_crops, read_aligned_manifest
+from facerec.evaluation.embedding import embed_crops
 from facerec.models.adaptation import EmbeddingMap
 from facerec.models.backbones import build_backbone
 from facerec.models.checkpoints import load_checkpoint
@@ -20,9 +21,11 @@ from facerec.models.peers.photos import photo_faces
 from facerec.models.peers.sface import sface_crop, sface_state_dict
 from facerec.pipeline.teacher import read_teacher, teacher_embeddings
 from facerec.runtime.io import read_table
+from facerec.training import loop, selection
 from facerec.training.adaptation import fit_whitening
 from facerec.training.distillation import DistillationLoss
 from facerec.training.loop import train_model
+from facerec.training.selection import validation_embeddings
 from facerec.training.transfer import initial_weights
 
 
@@ -52,12 +55,24 @@ def test_the_imported_sface_gives_the_published_files_embeddings_on_real_faces(s
     np.testing.assert_allclose(ours, published, atol=1e-4, rtol=1e-4)
 
 
-def test_zero_epochs_keep_the_started_from_weights_and_fit_the_whitening_map(small_project, tmp_path):
+def test_zero_epochs_keep_the_started_from_weights_and_fit_the_whitening_map(small_project, tmp_path, monkeypatch):
     settings = _settings(small_project, epochs=0, adaptation="whitening")
     aligned = small_project / "data" / "aligned" / "train"
+    embedded = []
+
+    def counting_embed_crops(model, crops, *args, **kwargs):
+        embedded.append(len(crops))
+        return embed_crops(model, crops, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "embed_crops", counting_embed_crops)
+    monkeypatch.setattr(selection, "embed_crops", counting_embed_crops)
     result = train_model(aligned, read_aligned_manifest(aligned), settings.train, tmp_path / "model.pt",
                          initial_weights=initial_weights(settings))
     summary = result.summary
+    # Each face is embedded once per view: the validation people once (the map's score reuses
+    # their embeddings), the training faces and their mirror images once each for the fit.
+    held_out = len(read_aligned_manifest(aligned)) - summary["faces"]
+    assert embedded == [held_out, summary["faces"], summary["faces"]]
     assert summary["steps"] == 0 and summary["init_from"] == "sface_2021dec"
     model, checkpoint = load_checkpoint(tmp_path / "model.pt")
     published = sface_state_dict()
@@ -65,6 +80,36 @@ def test_zero_epochs_keep_the_started_from_weights_and_fit_the_whitening_map(sma
     kept = summary["validation_with_adaptation"] > summary["validation_without_adaptation"]
     assert isinstance(model, EmbeddingMap) == kept == (summary["adaptation"] == "whitening")
     assert (checkpoint.adaptation is not None) == kept
+
+
+def test_the_maps_score_from_kept_embeddings_is_the_score_of_embedding_through_the_map(small_project, sface):
+    """Why the adaptation fit may score the map on the validation people's embeddings by the
+    backbone alone: the map's arithmetic on them gives exactly what embedding through it gives."""
+    aligned = small_project / "data" / "aligned" / "train"
+    manifest = read_aligned_manifest(aligned).iloc[:300]  # more than one batch
+    crops = load_crops(aligned, manifest["path"].tolist())
+    embeddings = validation_embeddings(sface, crops)
+    mean, projection = fit_whitening(embeddings, manifest["identity"].to_numpy())
+    adapted = EmbeddingMap(sface, mean, projection)
+    assert np.array_equal(loop._mapped(embeddings, adapted), validation_embeddings(adapted, crops))
+
+
+def test_a_frozen_backbone_gets_no_gradient_and_so_no_momentum_until_it_is_released():
+    params = TrainParams(model_name="m", backbone="sface", embedding_size=128, epochs=1, lr=0.1, warmup_epochs=0.0,
+                         finetune={"frozen_epochs": 0.5})
+    learner = loop._build_learner(params, 5, 4, torch.device("cpu"), 0, 1, None, None)  # 4 steps an epoch: 2 frozen
+    images = torch.randn(4, 3, 112, 112).contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(4)
+    backbone, head = list(learner.model.parameters()), list(learner.head.parameters())
+    before = [parameter.detach().clone() for parameter in backbone]
+    for _ in range(2):
+        learner.step(images, labels)
+        assert all(parameter.grad is None and parameter not in learner.optimizer.state for parameter in backbone)
+        assert all(parameter.grad is not None for parameter in head)
+    assert all(torch.equal(parameter, old) for parameter, old in zip(backbone, before))
+    learner.step(images, labels)  # released: the backbone learns, its momentum starting from rest
+    assert all(parameter.grad is not None for parameter in backbone)
+    assert not all(torch.equal(parameter, old) for parameter, old in zip(backbone, before))
 
 
 def test_whitening_makes_the_within_person_spread_of_real_embeddings_isotropic(small_project, sface):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -12,7 +13,12 @@ import yaml
 
 from conftest import PROJECT_ROOT, run
 from facerec.config import ConfigError, load_params, parse_params
+from facerec.data.people import without_heldout
+from facerec.data.training_faces import training_manifest
 from facerec.pipeline.tune import tune
+from facerec.training import tuning
+from facerec.training.loop import StartingPoint, starting_point, train_model
+from facerec.training.transfer import initial_weights
 from facerec.training.tuning import SearchSpace
 
 
@@ -62,6 +68,52 @@ def test_a_study_resumes_where_it_stopped_and_runs_only_the_missing_trials(proje
     # The resumed sampler proposes new values, not the first run's again.
     new = trials.iloc[len(before):][["margin", "scale"]].itertuples(index=False)
     assert not set(new) & set(before[["margin", "scale"]].itertuples(index=False))
+
+
+def _study_faces(project: Path):
+    settings = load_params(project / "params.yaml")
+    aligned = project / "data" / "aligned" / settings.data.train_set
+    return settings, aligned, without_heldout(training_manifest(aligned), settings.data.holdout_identities)
+
+
+def test_a_trial_handed_the_studys_starting_point_trains_exactly_as_one_that_computes_it(small_project: Path) -> None:
+    """The imprinted head and the step-0 validation, computed once per study, leave a trial's
+    validation scores and every step's loss bit for bit as the trial computing them itself."""
+    settings, aligned, faces = _study_faces(small_project)
+    space = SearchSpace.of(settings.train, settings.tune)
+    weights = initial_weights(settings)
+    start = starting_point(aligned, faces, space.trial_params(settings.train, settings.tune, {}), weights)
+    values = {name: bounds.low for name, (_, bounds) in space.ranges.items()}  # not the params' own values
+    trial = space.trial_params(settings.train, settings.tune, values)
+    assert trial.finetune.head_init == "class_means" and trial.finetune.frozen_epochs > 0
+
+    alone = train_model(aligned, faces, trial, None, initial_weights=weights)
+    shared = train_model(aligned, faces, trial, None, initial_weights=weights, start=start)
+
+    pd.testing.assert_frame_equal(shared.validation, alone.validation, check_exact=True)
+    pd.testing.assert_frame_equal(shared.history, alone.history, check_exact=True)
+    assert len(alone.validation) == 1 + trial.epochs and alone.validation["score"].iloc[0] == start.validation
+    assert start.class_means is not None and start.class_means.shape[0] == shared.summary["identities"]
+    # Other faces are another start: refused rather than silently imprinting the wrong people.
+    fewer = faces[faces["identity"] != faces["identity"].iloc[0]]
+    with pytest.raises(ValueError, match="starting point was computed from other faces"):
+        train_model(aligned, fewer, trial, None, initial_weights=weights, start=start)
+
+
+def test_every_trial_of_a_study_is_handed_the_one_starting_point(small_project: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, aligned, faces = _study_faces(small_project)
+    handed: list[StartingPoint | None] = []
+
+    def trial(*args, start: StartingPoint | None = None, **kwargs) -> SimpleNamespace:
+        handed.append(start)
+        return SimpleNamespace(summary={f"validation_{settings.train.validation_metric}": 0.5})
+
+    monkeypatch.setattr(tuning, "train_model", trial)
+    tune_params = settings.tune.model_copy(update={"n_trials": 3})
+    tuning.run_study(aligned, faces, settings.train, tune_params, f"sqlite:///{tmp_path / 'study.db'}",
+                     initial_weights(settings))
+    assert len(handed) == 3 and handed[0] is not None and all(start is handed[0] for start in handed)
 
 
 def test_the_search_space_follows_the_chosen_head_and_the_optional_ranges() -> None:

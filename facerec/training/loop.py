@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -42,11 +43,19 @@ from facerec.models.heads import build_head
 from facerec.models.partial_fc import PartialFC, shard_bounds
 from facerec.runtime.hardware import autocast_dtype, needs_grad_scaler
 from facerec.runtime.io import atomic_path
+from facerec.runtime.memory import kept_freed_memory
 from facerec.training.adaptation import fit_whitening
 from facerec.training.batches import training_batches
 from facerec.training.distillation import DistillationLoss
 from facerec.training.distributed import broadcast_float, init_from_environment, training_device
-from facerec.training.selection import EarlyStopping, hold_out_identities, validation_score
+from facerec.training.selection import (
+    VALIDATION_BATCH,
+    EarlyStopping,
+    embeddings_score,
+    hold_out_identities,
+    validation_embeddings,
+    validation_score,
+)
 from facerec.training.transfer import class_means
 
 log = logging.getLogger(__name__)
@@ -118,9 +127,10 @@ def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict
 def build_optimizer(params: TrainParams, modules: list[nn.Module]) -> torch.optim.Optimizer:
     """The optimiser over ``modules``' parameters, two groups per module (``parameter_groups``)."""
     groups = parameter_groups(modules, params.weight_decay)
+    # fused: one kernel over every tensor (CPU and CUDA); SGD's updates are foreach's bit for bit.
     if params.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=params.lr, betas=(params.momentum, 0.999), foreach=True)
-    return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, foreach=True)
+        return torch.optim.AdamW(groups, lr=params.lr, betas=(params.momentum, 0.999), fused=True)
+    return torch.optim.SGD(groups, lr=params.lr, momentum=params.momentum, fused=True)
 
 
 def training_fingerprint(params: TrainParams, faces: pd.DataFrame, world_size: int = 1) -> str:
@@ -138,11 +148,15 @@ def _rank_path(path: Path, rank: int, world_size: int) -> Path:
     return path if world_size == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
+def _frozen_steps(params: TrainParams, steps_per_epoch: int) -> int:
+    return int(params.finetune.frozen_epochs * steps_per_epoch)
+
+
 def backbone_lr_multiplier(params: TrainParams, steps_per_epoch: int) -> Callable[[int], float]:
     """The backbone's LR multiplier: 0 for the first ``finetune.frozen_epochs`` (the new head
     learns alone), then ``finetune.backbone_lr_scale`` × the schedule's."""
     schedule = lr_multiplier(params, steps_per_epoch)
-    frozen = int(params.finetune.frozen_epochs * steps_per_epoch)
+    frozen = _frozen_steps(params, steps_per_epoch)
     scale = params.finetune.backbone_lr_scale
     return lambda step: 0.0 if step < frozen else scale * schedule(step)
 
@@ -163,13 +177,23 @@ class _Learner:
     grad_clip: float | None
     margin_weight: float = 1.0
     distill_weight: float = 1.0
+    frozen_steps: int = 0  # the first steps, while finetune.frozen_epochs hold the backbone (its lr is 0)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor,
              teacher: torch.Tensor | None = None) -> tuple[float, float]:
         """One optimiser step on a batch (with the teacher's embeddings of its faces when
-        distilling); (loss, closed-set accuracy: NaN without the margin loss)."""
-        with torch.autocast(images.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            embeddings = self.forward(images)
+        distilling); (loss, closed-set accuracy: NaN without the margin loss).
+
+        While the backbone is frozen its forward records no graph (about a third of a full
+        step's time): nothing flows back into it, so the optimiser gives it no momentum and no
+        weight decay either, and it starts moving from rest when its lr rises. It runs eagerly
+        (not compiled: a graph without gradients would be a second compilation) and outside
+        DDP: its gradients need no averaging, and its batch-norm statistics stay per process,
+        as DDP keeps them (rank 0's are the ones saved)."""
+        frozen = self.scheduler.last_epoch < self.frozen_steps  # the scheduler counts the steps taken
+        with (torch.autocast(images.device.type, dtype=self.autocast, enabled=self.autocast is not None),
+              torch.set_grad_enabled(not frozen)):
+            embeddings = (self.model if frozen else self.forward)(images)
         loss = embeddings.new_zeros((), dtype=torch.float32)
         accuracy = torch.tensor(float("nan"))
         if self.margin_weight > 0:
@@ -215,11 +239,7 @@ class _Learner:
 
 def _build_learner(params: TrainParams, num_classes: int, steps_per_epoch: int, device: torch.device,
                    rank: int, world_size: int, initial_weights: dict | None, teacher_size: int | None) -> _Learner:
-    model = build_backbone(params.backbone, embedding_size=params.embedding_size, **params.backbone_options())
-    if initial_weights is not None:
-        model.load_state_dict(initial_weights)
-    # Module.to takes device and memory_format together; torch's overload stubs list them apart.
-    model = model.to(device=device, memory_format=_memory_format(params))  # type: ignore[call-overload]
+    model = _backbone(params, initial_weights, device)
     shard_start, shard_end = shard_bounds(num_classes, rank, world_size)
     head = build_head(params.embedding_size, shard_end - shard_start, params.head).to(device)
     distillation = (DistillationLoss(params.distill.loss, params.embedding_size, teacher_size).to(device)
@@ -235,7 +255,17 @@ def _build_learner(params: TrainParams, num_classes: int, steps_per_epoch: int, 
                     optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedules),
                     scaler=torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(autocast)),
                     autocast=autocast, grad_clip=params.grad_clip, margin_weight=params.distill.margin_weight,
-                    distill_weight=params.distill.weight)
+                    distill_weight=params.distill.weight, frozen_steps=_frozen_steps(params, steps_per_epoch))
+
+
+def _backbone(params: TrainParams, initial_weights: dict | None, device: torch.device) -> nn.Module:
+    """``params.backbone`` with ``initial_weights`` (random ones without), on ``device``, in
+    the training's memory format."""
+    model = build_backbone(params.backbone, embedding_size=params.embedding_size, **params.backbone_options())
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
+    # Module.to takes device and memory_format together; torch's overload stubs list them apart.
+    return model.to(device=device, memory_format=_memory_format(params))  # type: ignore[call-overload]
 
 
 def _memory_format(params: TrainParams) -> torch.memory_format:
@@ -289,10 +319,61 @@ def _split_faces(aligned: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFra
     return select_training_faces(faces, params.min_images_per_identity), held_out
 
 
+@dataclass(frozen=True)
+class StartingPoint:
+    """What a training from published weights computes before its first step, whatever its
+    head, margin or learning rate: the started-from backbone's class means (the imprinted
+    head) and its validation score. Computed once by ``starting_point``; every ``train_model``
+    handed it skips that work and ends bit for bit as if it had done it."""
+
+    key: str  # what it was computed from (_start_key): a training of other faces or weights refuses it
+    class_means: torch.Tensor | None  # C×D, every class; None unless finetune.head_init is class_means
+    validation: float | None  # None without validation people
+
+
+@kept_freed_memory()  # each batch's activations reuse the last one's memory (facerec.runtime.memory)
+def starting_point(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
+                   initial_weights: dict) -> StartingPoint:
+    """The ``StartingPoint`` of trainings of ``params`` (but any head, margin, learning rate or
+    schedule) from ``initial_weights`` on ``aligned``: the same faces, model and arithmetic as
+    ``train_model`` uses for them. One process (not under torchrun)."""
+    torch.set_num_threads(params.num_threads)
+    faces, held_out = _split_faces(aligned, params)
+    model = _backbone(params, initial_weights, training_device(params.device))
+    means = None
+    if params.finetune.head_init == "class_means":
+        embeddings = embed_crops(model, load_training_crops(aligned_dir, faces["path"].tolist()), EMBED_BATCH,
+                                 flip=False)
+        means = class_means(embeddings, faces["label"].to_numpy(), int(faces["label"].max()) + 1)
+    validation = None
+    if params.validation_identities:
+        validation = validation_score(model, load_training_crops(aligned_dir, held_out["path"].tolist()),
+                                      held_out["identity"].to_numpy(), params.validation_metric)
+    return StartingPoint(_start_key(params, faces, held_out, initial_weights), means, validation)
+
+
+def _start_key(params: TrainParams, faces: pd.DataFrame, held_out: pd.DataFrame, initial_weights: dict | None) -> str:
+    """A digest of everything a ``StartingPoint`` depends on: the faces and their labels, the
+    validation people, the weights, and the settings that shape the embeddings and the score
+    (threads too: oneDNN sums in another order on another number of threads)."""
+    digest = hashlib.blake2b(digest_size=16)
+    settings = params.model_dump(mode="json", include={"backbone", "embedding_size", "stem_stride", "num_threads",
+                                                       "device", "validation_metric"})
+    digest.update(repr((sorted(settings.items()), params.finetune.head_init)).encode())
+    for table, columns in ((faces, ["path", "label"]), (held_out, ["path", "identity"])):
+        digest.update(pd.util.hash_pandas_object(table[columns], index=False).to_numpy().tobytes())
+    for name, tensor in sorted((initial_weights or {}).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@kept_freed_memory()  # each step's activations reuse the last step's memory (facerec.runtime.memory)
 def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainParams,
                 checkpoint_path: str | Path | None, state_path: str | Path | None = None,
                 on_validation: Callable[[int, float], None] | None = None,
-                initial_weights: dict | None = None, teacher: pd.DataFrame | None = None) -> TrainResult:
+                initial_weights: dict | None = None, teacher: pd.DataFrame | None = None,
+                start: StartingPoint | None = None) -> TrainResult:
     """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint
     (unless ``checkpoint_path`` is None); return the history.
 
@@ -300,6 +381,9 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     state_dict to start from; the started-from weights are validated before the first step
     and are kept if no epoch beats them. ``teacher`` holds the teacher's embedding of each
     training face (index: the face's path in ``aligned``), learnt as ``params.distill`` says.
+    ``start`` (``starting_point``) holds the imprinted head and the started-from weights'
+    validation, computed once for trainings that differ only in the head, margin or learning
+    rate (a tuning study's trials): the run skips that work and ends exactly as it would have.
 
     ``on_validation(epoch, score)`` is called after each epoch's validation on the held-out
     identities; an exception it raises (a tuning trial being pruned) ends the run there.
@@ -334,30 +418,39 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     if steps_per_epoch == 0:
         raise ValueError(f"{len(faces)} faces are fewer than one batch of {global_batch}")
     total_steps = steps_per_epoch * params.epochs
+    if start is not None and start.key != _start_key(params, faces, held_out, initial_weights):
+        raise ValueError("the starting point was computed from other faces, weights or embedding settings "
+                         "than this training's: compute it with this training's (starting_point)")
     learner = _build_learner(params, num_classes, steps_per_epoch, device, rank, world_size, initial_weights,
                              None if targets is None else targets.shape[1])
     progress = _Progress(EarlyStopping(params.patience, params.min_delta))
+    kept = _KeptEmbeddings()
     fingerprint = training_fingerprint(params, faces, world_size)
     state_path = _rank_path(Path(state_path), rank, world_size) if state_path else None
     resumed = state_path is not None and _resume(state_path, fingerprint, learner, progress)
     if resumed:
         log.info("resuming from %s at step %d of %d", state_path, progress.step, total_steps)
 
-    def score(model: nn.Module) -> float:
+    def score(model: nn.Module) -> tuple[float, np.ndarray | None]:
+        """(the validation score, rank 0's embeddings of the held-out faces)."""
         # Rank 0 scores; every rank takes the same decision from its score.
-        local_score = 0.0
+        local_score, embeddings = 0.0, None
         if rank == 0:
             # Validation runs only with validation_identities > 0, which holds out faces: rank 0 loaded them.
             assert held_out_crops is not None
-            local_score = validation_score(model, held_out_crops, held_out["identity"].to_numpy(),
-                                           params.validation_metric)
-        return broadcast_float(local_score)
+            embeddings = validation_embeddings(model, held_out_crops)
+            learner.model.to(memory_format=_memory_format(params))  # embed_crops leaves it channels_last
+            local_score = embeddings_score(embeddings, held_out["identity"].to_numpy(), params.validation_metric)
+        return broadcast_float(local_score), embeddings
 
-    def validate(epoch: float) -> float:
-        value = score(learner.model)
+    def validate(epoch: float, known: float | None = None) -> float:
+        """Score the current weights (``known``: their score, computed before) and keep them if best."""
+        value, embeddings = score(learner.model) if known is None else (known, None)
         stopping = progress.stopping
         if stopping.update(value, progress.step):
             progress.best_weights = learner.best_weights()
+            if embeddings is not None:
+                kept.add(progress.step, "held_out", embeddings)
         progress.validations.append({"step": progress.step, "epoch": progress.step / steps_per_epoch,
                                      "metric": params.validation_metric, "score": value, "best": stopping.best})
         log.info("epoch %g: validation %s %.4f (best %.4f at step %d)", epoch, params.validation_metric,
@@ -366,9 +459,15 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
 
     if not resumed and initial_weights is not None:
         if params.finetune.head_init == "class_means" and total_steps:
-            _imprint_head(learner, crops, faces["label"].to_numpy(), num_classes, rank, world_size)
+            if start is not None and start.class_means is not None:
+                means = start.class_means
+            else:
+                embeddings = kept.add(0, "train", embed_crops(learner.model, crops, EMBED_BATCH, flip=False))
+                learner.model.to(memory_format=_memory_format(params))  # embed_crops leaves it channels_last
+                means = class_means(embeddings, faces["label"].to_numpy(), num_classes)
+            _imprint_head(learner, means, rank, world_size)
         if params.validation_identities:
-            validate(0)  # the started-from weights are a candidate too
+            validate(0, start.validation if start is not None else None)  # the started-from weights are a candidate
 
     started = time.perf_counter() - progress.seconds
     learner.model.train()
@@ -410,8 +509,10 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
     learner.model.load_state_dict(weights["model"])
     adaptation: dict = {}
     if params.adaptation == "whitening" and rank == 0:
-        adaptation = _fit_adaptation(learner.model, crops, faces["identity"].to_numpy(), score,
-                                     params.validation_identities > 0, progress.stopping.best)
+        final_step = progress.stopping.best_step if progress.best_weights is not None else progress.step
+        adaptation = _fit_adaptation(learner.model, crops, faces["identity"].to_numpy(), lambda model: score(model)[0],
+                                     params.validation_identities > 0, progress.stopping.best, kept.made_at(final_step),
+                                     held_out["identity"].to_numpy(), params.validation_metric)
     if rank == 0 and checkpoint_path is not None:
         save_checkpoint(checkpoint_path, learner.model, params.backbone, params.embedding_size,
                         identities=sorted(faces["identity"].unique()), head_state=weights["head"],
@@ -447,33 +548,64 @@ def _teacher_rows(teacher: pd.DataFrame | None, faces: pd.DataFrame) -> torch.Te
     return torch.from_numpy(teacher.loc[faces["path"]].to_numpy(np.float32))
 
 
-def _imprint_head(learner: _Learner, crops: torch.Tensor, labels: np.ndarray, num_classes: int, rank: int,
-                  world_size: int) -> None:
-    """Start each class centre at the person's mean embedding by the started-from backbone."""
-    embeddings = embed_crops(learner.model, crops, EMBED_BATCH, flip=False)
-    start, end = shard_bounds(num_classes, rank, world_size)
+def _imprint_head(learner: _Learner, means: torch.Tensor, rank: int, world_size: int) -> None:
+    """Start each class centre at the person's mean embedding by the started-from backbone
+    (``means``: C×D, every class; this rank takes its shard)."""
+    start, end = shard_bounds(len(means), rank, world_size)
     with torch.no_grad():
-        learner.head.get_parameter("weight").copy_(class_means(embeddings, labels, num_classes)[start:end])
+        learner.head.get_parameter("weight").copy_(means[start:end])
+
+
+@dataclass
+class _KeptEmbeddings:
+    """Embeddings by the weights of one step, the best so far (``train``: the training faces,
+    ``held_out``: the validation people's), so that the adaptation fit, given those weights,
+    does not embed the same faces again."""
+
+    step: int = -1
+    views: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, step: int, name: str, embeddings: np.ndarray) -> np.ndarray:
+        if step != self.step:
+            self.step, self.views = step, {}
+        self.views[name] = embeddings
+        return embeddings
+
+    def made_at(self, step: int) -> dict[str, np.ndarray]:
+        return self.views if step == self.step else {}
 
 
 def _fit_adaptation(model: nn.Module, crops: torch.Tensor, identities: np.ndarray, score: Callable[[nn.Module], float],
-                    validated: bool, score_without: float) -> dict:
+                    validated: bool, score_without: float, embedded: dict[str, np.ndarray],
+                    held_out_identities: np.ndarray, metric: str) -> dict:
     """Within-class whitening fitted on the training faces and their mirror images (each a
     sample of its person); kept when the validation people score higher with it (always
-    without validation people). Returns the summary's record, with the map under ``map``
-    when it is kept."""
-    views = np.concatenate([embed_crops(model, crops, EMBED_BATCH, flip=False),
-                            embed_crops(model, crops.flip(-1), EMBED_BATCH, flip=False)])
+    without validation people). ``embedded`` holds what ``model`` has already embedded
+    (``_KeptEmbeddings``). Returns the summary's record, with the map under ``map`` when it
+    is kept."""
+    unflipped = embedded["train"] if "train" in embedded else embed_crops(model, crops, EMBED_BATCH, flip=False)
+    views = np.concatenate([unflipped, embed_crops(model, crops.flip(-1), EMBED_BATCH, flip=False)])
     mean, projection = fit_whitening(views, np.concatenate([identities, identities]))
     adapted = EmbeddingMap(model, mean, projection)
     if not validated:
         return {"adaptation": "whitening", "map": adapted.state()}
-    score_with = score(adapted)
+    if "held_out" in embedded:
+        score_with = embeddings_score(_mapped(embedded["held_out"], adapted), held_out_identities, metric)
+    else:
+        score_with = score(adapted)
     record = {"validation_without_adaptation": score_without, "validation_with_adaptation": score_with}
     log.info("whitening: validation %.4f with the map, %.4f without", score_with, score_without)
     if score_with > score_without:
         return {**record, "adaptation": "whitening", "map": adapted.state()}
     return {**record, "adaptation": "none (whitening did not help the validation people)"}
+
+
+def _mapped(embeddings: np.ndarray, adapted: EmbeddingMap) -> np.ndarray:
+    """``validation_embeddings(adapted, crops)`` from ``validation_embeddings(adapted.backbone,
+    crops)``: the map's arithmetic on the same batches, so the same bits without the backbone."""
+    with torch.inference_mode():
+        return torch.cat([F.normalize((batch - adapted.mean) @ adapted.projection)
+                          for batch in torch.from_numpy(embeddings).split(VALIDATION_BATCH)]).numpy()
 
 
 def _summary(params: TrainParams, progress: _Progress, faces: pd.DataFrame, num_classes: int,

@@ -31,18 +31,32 @@ def hold_out_identities(faces: pd.DataFrame, count: int, seed: int) -> tuple[pd.
     return faces[~mask].reset_index(drop=True), faces[mask].reset_index(drop=True)
 
 
-def validation_score(model: nn.Module, crops: torch.Tensor, identities: np.ndarray, metric: str,
-                     batch_size: int = 128) -> float:
-    """``metric`` (accuracy, roc_auc, tar_at_far_1e-2, …) of verification over every pair of
-    the held-out faces; the model is put back in training mode afterwards."""
+VALIDATION_BATCH = 128  # faces per forward pass when embedding the validation people
+
+
+def validation_embeddings(model: nn.Module, crops: torch.Tensor, batch_size: int = VALIDATION_BATCH) -> np.ndarray:
+    """L2-normalised N×D embeddings of the held-out faces (``embed_crops``, no flip); the model
+    is put back in training mode afterwards."""
     training = model.training
     embeddings = embed_crops(model, crops, batch_size=batch_size, flip=False)
     model.train(training)
+    return embeddings
+
+
+def embeddings_score(embeddings: np.ndarray, identities: np.ndarray, metric: str) -> float:
+    """``metric`` (accuracy, roc_auc, tar_at_far_1e-2, …) of verification over every pair of
+    the held-out faces' ``embeddings``."""
     value = all_pairs_tally(embeddings, identities).metrics()[metric]
     if value is None:
         raise ValueError(f"validation metric {metric} is undefined on {len(identities)} held-out faces: "
                          "hold out more identities or choose another metric")
     return float(value)
+
+
+def validation_score(model: nn.Module, crops: torch.Tensor, identities: np.ndarray, metric: str,
+                     batch_size: int = VALIDATION_BATCH) -> float:
+    """``metric`` of verification over every pair of the held-out faces as ``model`` embeds them."""
+    return embeddings_score(validation_embeddings(model, crops, batch_size), identities, metric)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from facerec.config import SearchRange, TrainParams, TuneParams
-from facerec.training.loop import train_model
+from facerec.training.loop import starting_point, train_model
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,10 @@ def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: 
     remaining = tune.n_trials - finished_trials(study)
     log.info("study %s in %s: %d of %d trials finished; searching %s", study.study_name,
              redact(storage_url), tune.n_trials - max(remaining, 0), tune.n_trials, ", ".join(space.ranges))
+    # Every trial starts from the same weights on the same faces: the imprinted head and the
+    # started-from weights' validation are the same in each, so they are computed once here.
+    start = (starting_point(aligned_dir, faces, space.trial_params(train, tune, {}), initial_weights)
+             if initial_weights is not None and remaining > 0 else None)
 
     def objective(trial: optuna.Trial) -> float:
         values = space.suggest(trial)
@@ -148,7 +152,8 @@ def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: 
 
         try:
             result = train_model(aligned_dir, faces, space.trial_params(train, tune, values), None,
-                                 on_validation=report, initial_weights=initial_weights, teacher=teacher)
+                                 on_validation=report, initial_weights=initial_weights, teacher=teacher,
+                                 start=start)
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         return result.summary[f"validation_{train.validation_metric}"]
