@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -9,13 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 import yaml
+from filelock import FileLock, Timeout
 
 import facerec  # noqa: F401  (silences telemetry for every subprocess the tests start)
 
@@ -37,6 +41,20 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PAT
 def pytest_configure(config) -> None:
     if not CELEBA.is_dir() or not LFW.is_dir():
         raise pytest.UsageError(f"the shared data is missing: expected {CELEBA} and {LFW}")
+
+
+@pytest.hookimpl(trylast=True)  # after -m deselected the slow and gpu tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, whose workers take whole modules in collection order (pyproject's
+    addopts: --dist loadfile --no-loadscope-reorder): the first module that uses the small
+    project first, so that one worker builds it (minutes) from the start while the others run
+    the modules that do not need it; the other modules that use it last, on the built project.
+    Without xdist the order stays as collected."""
+    if config.getoption("dist", "no") == "no":
+        return
+    users = {item.path for item in items if "small_project" in getattr(item, "fixturenames", ())}
+    first = next((item.path for item in items if item.path in users), None)
+    items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in users else 1)  # stable
 
 
 def run(command: list[str], cwd: Path, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -64,13 +82,15 @@ def write_small_lfw(target: Path, pairs_per_class: int) -> None:
         dev = (LFW / name).read_text().splitlines()
         dev_per_class = int(dev[0])
         view1[name] = dev[1:1 + count] + dev[1 + dev_per_class:1 + dev_per_class + count]
-    names = set()
+    photos = set()  # (person, number): 393 photos, where the pairs' people have 702 in all
     for line in kept + view1["pairsDevTrain.txt"] + view1["pairsDevTest.txt"]:
         fields = line.split()
-        names.update([fields[0]] if len(fields) == 3 else [fields[0], fields[2]])
-    (target / "images").mkdir(parents=True)
-    for name in sorted(names):
-        shutil.copytree(LFW / "images" / name, target / "images" / name)
+        photos.update([(fields[0], fields[1]), (fields[0], fields[2])] if len(fields) == 3
+                      else [(fields[0], fields[1]), (fields[2], fields[3])])
+    for name, number in sorted(photos):
+        photo = Path(name) / f"{name}_{int(number):04d}.jpg"
+        (target / "images" / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(LFW / "images" / photo, target / "images" / photo)
     (target / "pairs.txt").write_text(f"{folds}\t{pairs_per_class}\n" + "\n".join(kept) + "\n")
     for name, dev_lines in view1.items():
         (target / name).write_text(f"{len(dev_lines) // 2}\n" + "\n".join(dev_lines) + "\n")
@@ -123,14 +143,57 @@ def make_project(root: Path, identities: int = 12, pairs_per_class: int = 12) ->
     return project
 
 
-@pytest.fixture(scope="session")
-def small_project(tmp_path_factory) -> Path:
-    """A small real project whose full pipeline has been run once with ``dvc repro``."""
-    project = make_project(tmp_path_factory.mktemp("e2e"))
+# --- what the test processes of one run share ------------------------------------------
+#
+# Under pytest-xdist (pyproject's addopts) each worker is a process of its own, with its own
+# session fixtures: the expensive ones below are built once per run in a folder every worker
+# sees, by the first worker that asks, while the others wait on a file lock (pytest-xdist's
+# documented pattern). Without xdist the one process does the same in its own base temp.
+
+
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by every process of this test run: the run's base temp (each xdist
+    worker's own base temp is a folder inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(folder: Path, build: Callable[[Path], None], timeout: float) -> Path:
+    """``folder``, made by ``build(folder)`` once per test run: the first process to ask builds
+    it, the others wait for it (up to ``timeout`` seconds) and use it as built. A failed build
+    fails every test that asks, with the builder's error, and is not tried again."""
+    built, failed = folder.with_name(folder.name + ".built"), folder.with_name(folder.name + ".failed")
+    try:
+        with FileLock(folder.with_name(folder.name + ".lock"), timeout=timeout):
+            if failed.exists():
+                pytest.fail(f"building {folder} failed in another test process:\n{failed.read_text()}", pytrace=False)
+            if not built.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                try:
+                    build(folder)
+                except BaseException as error:
+                    failed.write_text("".join(traceback.format_exception_only(error))[-8000:])
+                    raise
+                built.touch()
+    except Timeout:
+        pytest.fail(f"{folder} was still being built after {timeout:.0f} s", pytrace=False)
+    return folder
+
+
+def _build_small_project(root: Path) -> None:
+    project = make_project(root)
     # About 7 minutes on 2 free cores; the bound is for a CPU shared with other work.
     result = run(["dvc", "repro"], project, timeout=3600)
     (project / "first_repro.log").write_text(result.stdout + result.stderr)
-    return project
+
+
+@pytest.fixture(scope="session")
+def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real project whose full pipeline has been run once with ``dvc repro``: one per
+    test run, shared by every test (and xdist worker) that asks. Tests read it; a test that
+    changes params, branches or state works on ``project_copy``."""
+    return build_once(run_folder(tmp_path_factory) / "e2e", _build_small_project, timeout=4200) / "project"
 
 
 @pytest.fixture
@@ -168,16 +231,16 @@ def stop_group(process: subprocess.Popen) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A Prefect server on a free port with its own sqlite database; yields its environment.
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
-    The environment is set for this process (and so for every subprocess a test starts);
-    Prefect froze its settings when it was imported, so they are overridden here as well.
-    """
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
-    home = tmp_path_factory.mktemp("prefect-home")
+def _start_prefect_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """A Prefect server on a free port with its sqlite database in ``home``, once healthy; its
+    process and the environment that points a client at it."""
     port = _free_port()
     env = {
         "PREFECT_HOME": str(home),
@@ -186,36 +249,84 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_UI_ENABLED": "false",  # the tests need no UI; skips building its static files
     }
-    log = open(home / "server.log", "w+")  # noqa: SIM115  (open while the server runs; closed in finally)
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"Prefect server did not become healthy:\n{log.read()[-4000:]}")
-            time.sleep(0.5)
+    with open(home / "server.log", "w") as log:  # the server keeps its own descriptor
+        server = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return server, env
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_group(server)
+            pytest.fail(f"Prefect server did not become healthy:\n{(home / 'server.log').read_text()[-4000:]}")
+        time.sleep(0.5)
 
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_HOME: home}):
-                yield env
+
+@pytest.fixture(scope="session")
+def _prefect_server_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One Prefect server for the whole test run, shared by the modules and xdist workers that
+    need one; yields the environment that points a client at it.
+
+    The first process to ask starts it; each process that uses it signs in (a file named by its
+    pid). The starter stops it at the end of its session, once every other user has signed out
+    (or died), and a process that asks after that starts another one.
+    """
+    folder = run_folder(tmp_path_factory) / "prefect-server"
+    users, info = folder / "users", folder / "server.json"
+    lock = FileLock(folder.with_name("prefect-server.lock"), timeout=300)
+    server = None
+    with lock:
+        users.mkdir(parents=True, exist_ok=True)
+        if info.exists():
+            env = json.loads(info.read_text())
+        else:
+            home = folder / f"home-{os.getpid()}"
+            home.mkdir()
+            server, env = _start_prefect_server(home)
+            info.write_text(json.dumps(env))
+        (users / str(os.getpid())).touch()
+    try:
+        yield env
     finally:
-        stop_group(server)
-        log.close()
+        with lock:
+            (users / str(os.getpid())).unlink()
+        if server is not None:
+            while True:
+                with lock:
+                    if not any(_alive(int(user.name)) for user in users.iterdir()):
+                        info.unlink()  # nobody joins a server that is stopping
+                        break
+                time.sleep(1)
+            stop_group(server)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(_prefect_server_env: dict[str, str],
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The run's Prefect server, with a Prefect home of this module's own; yields its environment.
+
+    The environment is set for this process (and so for every subprocess a test starts) while
+    the module runs; Prefect froze its settings when it was imported, so they are overridden
+    here as well.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {**_prefect_server_env, "PREFECT_HOME": str(home)}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"], PREFECT_HOME: home}):
+            yield env
 
 
 @pytest.fixture
