@@ -115,6 +115,14 @@ def zoo_inspect(path: Annotated[Path, typer.Argument(help="a checkpoint file")])
         raise typer.BadParameter(str(error), param_hint="PATH") from None
 
 
+@app.command("plots-template")
+def plots_template(dvc_dir: Annotated[Path, typer.Option(help="the project's .dvc folder")] = Path(".dvc")) -> None:
+    """Write the offline page template of ``dvc plots show`` (Vega inline; .dvc/config's plots.html_template)."""
+    from facerec.reports.dvc_plots_page import write_offline_template
+
+    print(write_offline_template(dvc_dir))
+
+
 @app.command("stage-deps")
 def stage_deps(check: Annotated[bool, typer.Option(help="exit 1 where dvc.yaml's code deps differ")] = False,
                root: Annotated[Path, typer.Option(help="the project folder holding dvc.yaml")] = Path(".")) -> None:

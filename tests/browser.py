@@ -43,18 +43,22 @@ class Chromium:
         self.socket = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
         self.ids = itertools.count(1)
         self.exceptions: list[str] = []
+        self.requests: list[str] = []  # every URL the page asked for, file: and data: ones included
         self.call("Runtime.enable")
         self.call("Page.enable")
+        self.call("Network.enable")
 
     def call(self, method: str, **params) -> dict:
-        """Send one protocol command and wait for its answer (events in between are kept
-        only for uncaught page exceptions)."""
+        """Send one protocol command and wait for its answer (of the events in between, uncaught
+        page exceptions and the URLs of requests are kept)."""
         request_id = next(self.ids)
         self.socket.send(json.dumps({"id": request_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.socket.recv(timeout=60))
             if message.get("method") == "Runtime.exceptionThrown":
                 self.exceptions.append(json.dumps(message["params"]["exceptionDetails"])[:2000])
+            elif message.get("method") == "Network.requestWillBeSent":
+                self.requests.append(message["params"]["request"]["url"])
             if message.get("id") == request_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")

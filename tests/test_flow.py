@@ -32,7 +32,15 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
 from conftest import PREFECT, stop_group
-from flows.pipeline import STAGES, face_pipeline, select_stages  # first: applies the offline defaults
+from flows.pipeline import (  # first: applies the offline defaults
+    SERVE_DEPLOYMENT,
+    STAGES,
+    describe_run,
+    experiment_name,
+    face_pipeline,
+    run_tags,
+    select_stages,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -276,19 +284,11 @@ def test_deployment_run_triggered_through_server_completes(
         ["serve", "--cron", cron, "--project", str(tiny_project)], log, PREFECT_RUNNER_POLL_FREQUENCY="1"
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                deployment = client.read_deployment_by_name("face-pipeline/nightly")
-                break
-            except ObjectNotFound:
-                assert serve.poll() is None, "serve exited before creating the deployment"
-                assert time.monotonic() < deadline, "deployment face-pipeline/nightly never appeared"
-                time.sleep(1)
+        deployment = _wait_for_deployment(client, f"face-pipeline/{SERVE_DEPLOYMENT}", serve)
         assert [schedule.schedule.cron for schedule in deployment.schedules] == [cron]
         assert deployment.parameters == {"project": str(tiny_project)}
 
-        triggered = run_deployment("face-pipeline/nightly", timeout=0)
+        triggered = run_deployment(f"face-pipeline/{SERVE_DEPLOYMENT}", timeout=0)
         flow_run = _wait_final(client, triggered.id, timeout=120)
 
         assert flow_run.state is not None and flow_run.state.is_completed(), flow_run.state
@@ -325,8 +325,19 @@ def test_two_concurrent_runs_do_not_corrupt_the_project(
 
 def test_stage_subset_runs_in_pipeline_order_and_unknown_names_are_rejected() -> None:
     assert select_stages(["leaderboard", "detect"]) == ["detect", "leaderboard"]
+    assert select_stages(()) == list(STAGES)
     with pytest.raises(ValueError, match=r"'trian'.*'train'"):
         select_stages(["detect", "trian"])
+
+
+def test_run_names_say_what_ran_and_what_was_overridden_and_make_valid_experiment_names() -> None:
+    assert describe_run(STAGES, {}, {}) == "repro all"
+    assert describe_run(["evaluate", "train"], {"train.epochs": 2}, {"lfw": "/data/people"}) == (
+        "repro train+evaluate | train.epochs=2 | data.sets.lfw.images=/data/people")
+    assert run_tags(["tune"]) == ["facerec", "tuning"] and run_tags(None) == ["facerec", "pipeline"]
+    name = experiment_name("repro train | train.epochs=2", "0a1b2c3d-4e5f")
+    assert name == "prefect-repro-train-train.epochs-2-0a1b2c3d"
+    subprocess.run(["git", "check-ref-format", f"refs/exps/{name}"], check=True)  # DVC keeps experiments as git refs
 
 
 def test_overrides_are_applied_by_dvc_and_the_run_is_saved_as_an_experiment(
@@ -350,8 +361,20 @@ def test_overrides_are_applied_by_dvc_and_the_run_is_saved_as_an_experiment(
                            capture_output=True, text=True, check=True)
     experiments = {experiment["name"]: experiment for baseline in json.loads(shown.stdout)
                    for experiment in baseline.get("experiments") or []}
-    saved = experiments[f"prefect-{flow_run.name}"]["revs"][0]["data"]
+    assert flow_run.name == "repro all | train.epochs=3"
+    saved = experiments[experiment_name(flow_run.name, str(flow_run.id))]["revs"][0]["data"]
     assert saved["params"]["params.yaml"]["data"]["train"]["epochs"] == 3
+
+
+def _wait_for_deployment(client: SyncPrefectClient, name: str, process: subprocess.Popen, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            assert process.poll() is None, f"the process serving {name} exited before creating it"
+            assert time.monotonic() < deadline, f"deployment {name} never appeared"
+            time.sleep(1)
 
 
 def test_prefect_yaml_deploys_to_a_work_pool_whose_worker_runs_the_pipeline(
@@ -371,6 +394,20 @@ def test_prefect_yaml_deploys_to_a_work_pool_whose_worker_runs_the_pipeline(
         assert deployment.work_pool_name == pool
         assert [schedule.schedule.cron for schedule in deployment.schedules] == [
             schedule["cron"] for schedule in entry["schedules"]]
+        assert sorted(deployment.tags) == sorted(entry["tags"]) and "facerec" in deployment.tags
+        assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 1
+        assert deployment.concurrency_options is not None
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
+        # What the UI's run form is built from: a type and help for every parameter.
+        schema = deployment.parameter_openapi_schema
+        for name, parameter in schema["properties"].items():
+            assert parameter.get("type") and parameter.get("description"), (entry["name"], name, parameter)
+    nightly = client.read_deployment_by_name("face-pipeline/nightly")
+    stages = nightly.parameter_openapi_schema["properties"]["stages"]
+    assert stages["type"] == "array" and stages["default"] == list(STAGES)
+    choices = nightly.parameter_openapi_schema["definitions"][stages["items"]["$ref"].split("/")[-1]]
+    assert choices["enum"] == list(STAGES)  # the form offers the stage names
+    assert sorted(client.read_deployment_by_name("face-pipeline/tune-weekly").tags) == ["facerec", "tuning"]
 
     triggered = run_deployment("face-pipeline/nightly", parameters={"project": str(tiny_project)}, timeout=0)
     worker = subprocess.run([PREFECT, "worker", "start", "--pool", pool, "--run-once"], cwd=tmp_path, env=env,
@@ -378,6 +415,25 @@ def test_prefect_yaml_deploys_to_a_work_pool_whose_worker_runs_the_pipeline(
     flow_run = _wait_final(client, triggered.id, timeout=60)
 
     assert flow_run.state is not None and flow_run.state.is_completed(), worker.stdout[-6000:] + worker.stderr[-6000:]
+    assert flow_run.name == "repro all" and sorted(flow_run.tags) == ["facerec", "pipeline"]
     assert _leaderboard_artifact_data(client, flow_run.id) == LEADERBOARD_MD
+    table = client.read_artifacts(artifact_filter=ArtifactFilter(
+        key=ArtifactFilterKey(any_=["leaderboard-table"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    assert [artifact.type for artifact in table] == ["table"] and json.loads(table[0].data) == LEADERBOARD_ROWS
     assert _runs(tiny_project) == EXPECTED_RUNS
     _assert_up_to_date(tiny_project)
+
+    # `serve` beside the pool deployments registers a deployment of its own and, stopped,
+    # leaves the pool's nightly deployment as it was.
+    log = tmp_path / "serve.log"
+    serve = _start(["serve", "--project", str(tiny_project)], log)
+    try:
+        served = _wait_for_deployment(client, f"face-pipeline/{SERVE_DEPLOYMENT}", serve)
+        assert served.work_pool_name is None and sorted(served.tags) == ["facerec", "pipeline"]
+        assert served.global_concurrency_limit is not None and served.global_concurrency_limit.limit == 1
+    finally:
+        stop_group(serve)
+        print(log.read_text()[-6000:])  # pytest shows it when the test failed
+    after = client.read_deployment_by_name("face-pipeline/nightly")
+    assert (after.work_pool_name, after.paused, after.pull_steps) == (pool, False, nightly.pull_steps)
+    assert after.parameters == nightly.parameters
