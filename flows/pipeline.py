@@ -217,7 +217,7 @@ def face_pipeline(
         overrides: params.yaml values to change for this run, by dotted key, for example
             {"train.epochs": 2, "train.head.margin": 0.3}; written by dvc exp run -S.
         data_sets: Photo folders to use instead of params.yaml's, by set name, for example
-            {"lfw": "/data/my_people"} (sets data.sets.<name>.images).
+            {"lfw": "/data/my_people"} (sets data.sets.NAME.images).
     """
     selected = select_stages(stages)
     root = dvc_project(project)
@@ -240,7 +240,9 @@ def _publish_leaderboard(root: Path) -> list[dict[str, Any]]:
     interactive page; returns its rows."""
     rows = json.loads((root / "metrics" / "leaderboard.json").read_text(encoding="utf-8"))
     page = root / "metrics" / "leaderboard.html"
-    create_table_artifact(key="leaderboard-table", table=rows, description=f"Face model leaderboard of {root}")
+    # Four decimals, as the markdown board shows them: the table is for reading, the json for tools.
+    table = [{key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()} for row in rows]
+    create_table_artifact(key="leaderboard-table", table=table, description=f"Face model leaderboard of {root}")
     create_markdown_artifact(
         key="leaderboard",
         markdown=(root / "metrics" / "leaderboard.md").read_text(encoding="utf-8"),
