@@ -241,7 +241,8 @@ def _publish_leaderboard(root: Path) -> list[dict[str, Any]]:
     rows = json.loads((root / "metrics" / "leaderboard.json").read_text(encoding="utf-8"))
     page = root / "metrics" / "leaderboard.html"
     # Four decimals, as the markdown board shows them: the table is for reading, the json for tools.
-    table = [{key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()} for row in rows]
+    table = [{key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}
+             for row in rows]
     create_table_artifact(key="leaderboard-table", table=table, description=f"Face model leaderboard of {root}")
     create_markdown_artifact(
         key="leaderboard",
