@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,42 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from browser import Chromium  # noqa: E402
+from prefect_server import PREFECT, start_prefect_server, stop_group  # noqa: E402
 
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "facerec"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
 def prefect_server(home: Path) -> Iterator[dict[str, str]]:
     """A Prefect server with its UI on a free port; yields the environment pointing at it."""
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "true",
-           "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}"}
-    with open(home / "server.log", "w") as log:
-        server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server, env = start_prefect_server(home, ui=True, timeout=120)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2):
-                    break
-            except OSError as error:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log_tail = (home / "server.log").read_text()[-3000:]
-                    raise RuntimeError(f"the Prefect server did not start:\n{log_tail}") from error
-                time.sleep(0.5)
-        yield env
+        yield {**os.environ, **env, "DO_NOT_TRACK": "1"}
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        stop_group(server)
 
 
 def _api(env: dict[str, str], path: str, body: dict) -> list | dict:

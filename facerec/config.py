@@ -352,9 +352,19 @@ class EvaluateParams(_Section):
     flip: bool = True
     batch_size: int = Field(128, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
+    runtime: Literal["torch", "onnxruntime"] = Field(
+        "onnxruntime", description="what runs checkpoints: onnxruntime (fp32, CPU; checked against torch on the "
+        "first batch) or torch (any precision, the model's device)")
     num_threads: int = Field(2, ge=1)
     sets: dict[Name, EvaluationSet] = Field(
         default_factory=dict, description="name -> evaluation set; every model is scored on each")
+
+    @model_validator(mode="after")
+    def _onnxruntime_in_fp32(self) -> "EvaluateParams":
+        if self.runtime == "onnxruntime" and self.precision != "fp32":
+            raise ValueError(f"runtime onnxruntime embeds in fp32: set precision fp32, not {self.precision!r}, "
+                             "or runtime torch")
+        return self
 
 
 class BenchmarkParams(_Section):
@@ -474,6 +484,9 @@ class MonitorParams(_Section):
     on_drift: Literal["warn", "fail"] = Field(
         "warn", description="the face-monitor flow posts a warning artifact, or fails its run")
     batch_size: int = Field(128, ge=1)
+    runtime: Literal["torch", "onnxruntime"] = Field(
+        "onnxruntime", description="what embeds the faces, in fp32: onnxruntime (checked against torch on the "
+        "first batch) or torch")
     num_threads: int = Field(2, ge=1)
     seed: int = 0
 

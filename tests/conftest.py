@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import traceback
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +17,7 @@ import psutil
 import pytest
 import yaml
 from filelock import FileLock, Timeout
+from prefect_server import PREFECT, start_prefect_server, stop_group  # noqa: F401  (tests import them from here)
 
 import facerec  # noqa: F401  (silences telemetry for every subprocess the tests start)
 
@@ -30,7 +28,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
 CELEBA = SHARED_DATA / "celeba_subset"
 LFW = SHARED_DATA / "lfw"
-PREFECT = str(Path(sys.executable).parent / "prefect")
 PROJECT_FILES = ["facerec", "stages", "dvc.yaml", "params.yaml", ".dvc/config", ".gitignore"]
 
 
@@ -214,23 +211,6 @@ def _offline_environment(monkeypatch) -> None:
 
 # --- a real Prefect server (Prefect is imported here only when a test asks for it) ------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """End a process started with start_new_session=True together with all its children."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -239,36 +219,10 @@ def _alive(pid: int) -> bool:
 
 
 def _start_prefect_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """A Prefect server on a free port with its sqlite database in ``home``, once healthy; its
-    process and the environment that points a client at it."""
-    port = _free_port()
-    env = {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_UI_ENABLED": "false",  # the tests need no UI; skips building its static files
-    }
-    with open(home / "server.log", "w") as log:  # the server keeps its own descriptor
-        server = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server, env
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            stop_group(server)
-            pytest.fail(f"Prefect server did not become healthy:\n{(home / 'server.log').read_text()[-4000:]}")
-        time.sleep(0.5)
+    try:
+        return start_prefect_server(home)
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -54,3 +54,29 @@ def test_queued_experiments_run_in_the_background_and_show_and_diff_their_figure
     assert benchmark_file in diff["metrics"]
     # The workspace is untouched: the experiments ran in DVC's own temporary copies.
     assert yaml.safe_load((project_copy / "params.yaml").read_text())["benchmark"]["timed_runs"] != 10
+
+
+def test_training_and_tuning_log_live_metrics_that_dvc_exp_show_and_dvc_plots_read(small_project: Path) -> None:
+    """DVCLive's files of the small project's run: train per epoch (1 epoch, epoch 0 the
+    started-from weights' validation), tune per trial (2 trials), listed by ``dvc exp show``
+    and drawn by ``dvc plots``."""
+    params = yaml.safe_load((small_project / "params.yaml").read_text())
+    validation = f"validation_{params['train']['validation_metric']}"
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], small_project).stdout)
+    metrics = next(entry for entry in shown if entry["rev"] == "workspace")["data"]["metrics"]
+    train = metrics["metrics/train/live/metrics.json"]["data"]
+    assert train["step"] == params["train"]["epochs"] == 1
+    assert train["loss"] > 0 and 0 <= train["train_accuracy"] <= 1 and 0 <= train[validation] <= 1
+    tune = metrics["metrics/tune/live/metrics.json"]["data"]
+    assert tune["step"] == params["tune"]["n_trials"] - 1 and 0 <= tune["best_score"] <= 1
+    assert tune["pruned"] in (0, 1) and "margin" in tune
+
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], small_project).stdout)["data"]
+    live = small_project / "metrics" / "train" / "live" / "plots" / "metrics"
+    validation_rows = (live / f"{validation}.tsv").read_text().splitlines()
+    assert validation_rows[0].split("\t") == ["step", validation] and len(validation_rows) == 3  # epochs 0 and 1
+    for figure in ("loss", validation):
+        assert f"metrics/train/live/plots/metrics/{figure}.tsv" in plots
+    trials = (small_project / "metrics" / "tune" / "live" / "plots" / "metrics" / "score.tsv").read_text()
+    assert [row.split("\t")[0] for row in trials.splitlines()[1:]] == ["0", "1"]
+    assert "metrics/tune/live/plots/metrics/score.tsv" in plots

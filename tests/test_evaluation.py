@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,7 +69,6 @@ def test_view1_takes_its_threshold_from_dev_train_and_scores_dev_test():
 def test_any_aligned_identity_folder_is_scored_on_every_pair_through_the_cli(small_project, tmp_path):
     """`facerec evaluate-folder` on the small project's aligned CelebA faces: every genuine
     and every impostor pair counted, figures from the real trained model."""
-    import json
     import subprocess
     import sys
 
@@ -139,3 +140,57 @@ def test_open_set_identification_keeps_the_nonmated_people_out_of_the_gallery():
     twins[outsider_rows] = embeddings[~outsider_rows][:outsider_rows.sum()]
     crowded, _ = identity_set_metrics(faces, twins)
     assert crowded["fnir_at_fpir_1e-2"] > 0.5
+
+
+def test_onnxruntime_embeds_real_faces_as_torch_does_to_the_export_tolerance(small_project):
+    """evaluate.runtime onnxruntime (the default) against torch on the small project's LFW
+    faces and trained model: the same embeddings to PARITY_TOLERANCE, the same figures."""
+    import yaml
+
+    from facerec.evaluation.embedding import embed_crops
+    from facerec.evaluation.sets import read_evaluation_set
+    from facerec.models.checkpoints import load_pretrained
+    from facerec.models.export import PARITY_TOLERANCE
+    from facerec.pipeline.evaluate import score_evaluation_set
+
+    model_name = yaml.safe_load((small_project / "params.yaml").read_text())["train"]["model_name"]
+    model = load_pretrained(None, small_project / "models" / model_name / "model.pt")
+    evaluation = read_evaluation_set(small_project / "data" / "evalsets" / "lfw")
+    in_torch, in_onnxruntime = (embed_crops(model, evaluation.crops(), 64, True, runtime=runtime, num_threads=2)
+                                for runtime in ("torch", "onnxruntime"))
+    assert in_torch.shape == in_onnxruntime.shape == (len(evaluation.faces), in_torch.shape[1])
+    assert np.abs(in_torch - in_onnxruntime).max() <= PARITY_TOLERANCE
+    (torch_figures, _), (onnx_figures, _) = (score_evaluation_set(evaluation, values)
+                                             for values in (in_torch, in_onnxruntime))
+    assert onnx_figures["lfw_accuracy"] == pytest.approx(torch_figures["lfw_accuracy"], abs=1e-3)
+    assert onnx_figures["roc_auc"] == pytest.approx(torch_figures["roc_auc"], abs=1e-4)
+    # What the stage wrote (the default runtime) is what onnxruntime gives here.
+    written = json.loads((small_project / "metrics" / "evaluate" / "lfw" / f"{model_name}.json").read_text())
+    assert written["roc_auc"] == pytest.approx(onnx_figures["roc_auc"], abs=1e-6)
+
+
+def test_onnxruntime_beyond_the_export_tolerance_stops_the_run_and_says_what_to_set(small_project, monkeypatch):
+    import yaml
+
+    import facerec.models.export
+    from facerec.data.aligned import load_crops, read_aligned_manifest
+    from facerec.evaluation.embedding import embed_crops
+    from facerec.models.checkpoints import load_pretrained
+
+    model_name = yaml.safe_load((small_project / "params.yaml").read_text())["train"]["model_name"]
+    model = load_pretrained(None, small_project / "models" / model_name / "model.pt")
+    aligned = small_project / "data" / "aligned" / "lfw"
+    crops = load_crops(aligned, read_aligned_manifest(aligned)["path"].tolist()[:8])
+    monkeypatch.setattr(facerec.models.export, "PARITY_TOLERANCE", -1.0)  # any difference, even none, is too much
+    with pytest.raises(facerec.models.export.OnnxParityError, match="runtime: torch in params.yaml"):
+        embed_crops(model, crops, 8, True, runtime="onnxruntime")
+
+
+def test_onnxruntime_is_fp32_only_and_the_params_error_says_so():
+    from pydantic import ValidationError
+
+    from facerec.config import EvaluateParams
+
+    with pytest.raises(ValidationError, match="runtime onnxruntime embeds in fp32"):
+        EvaluateParams(precision="bf16")
+    assert EvaluateParams(precision="bf16", runtime="torch").precision == "bf16"

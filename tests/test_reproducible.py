@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -51,10 +52,12 @@ def _without_timings(lock: dict) -> dict:
             for name, stage in lock["stages"].items()}
 
 
-def test_inference_on_one_or_two_threads_gives_the_same_figures(small_project):
-    """Why evaluate.num_threads and monitor.num_threads do not rerun their stages. The
-    embeddings agree to 1e-5, not bit for bit: oneDNN's 1×1 convolutions over 256 or more
-    channels (SFace's) sum in an order that depends on the thread count."""
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_inference_on_one_or_two_threads_gives_the_same_figures(runtime, small_project):
+    """Why evaluate.num_threads and monitor.num_threads do not rerun their stages, in either
+    evaluate.runtime. The embeddings agree to 1e-5, not bit for bit: oneDNN's 1×1
+    convolutions over 256 or more channels (SFace's) sum in an order that depends on the
+    thread count."""
     model_name = yaml.safe_load((small_project / "params.yaml").read_text())["train"]["model_name"]
     model = load_pretrained(None, small_project / "models" / model_name / "model.pt")
     aligned = small_project / "data" / "aligned" / "lfw"
@@ -65,7 +68,7 @@ def test_inference_on_one_or_two_threads_gives_the_same_figures(small_project):
         embeddings = []
         for count in (1, 2):
             torch.set_num_threads(count)
-            embeddings.append(embed_crops(model, crops, batch_size=32, flip=True))
+            embeddings.append(embed_crops(model, crops, batch_size=32, flip=True, runtime=runtime, num_threads=count))
     finally:
         torch.set_num_threads(threads)
     np.testing.assert_allclose(*embeddings, atol=1e-5, rtol=0)

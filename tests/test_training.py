@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,13 @@ def _train_command(small_project, checkpoint, params_file) -> list[str]:
 
     return [sys.executable, "-m", "facerec", "train", "--aligned", str(small_project / "data" / "aligned" / "train"),
             "--checkpoint", str(checkpoint), "--history", str(checkpoint.with_suffix(".csv")),
-            "--params", str(params_file)]
+            "--live", str(checkpoint.parent / "live"), "--params", str(params_file)]
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(small_project, tmp_path):
     """SIGKILL a real training process after its first saved state; the rerun resumes from
-    it and ends with exactly the weights and history of a run that was never interrupted."""
+    it and ends with exactly the weights, history and DVCLive log of a run that was never
+    interrupted."""
     import signal
     import subprocess
     import time
@@ -134,6 +136,17 @@ def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(s
         assert all(torch.equal(first[part][key], second[part][key]) for key in first[part]), part
     history = pd.read_csv(interrupted / "model.csv")
     assert history.equals(pd.read_csv(whole / "model.csv")) and len(history) > saved_step >= 2
+    # DVCLive's log: one row per epoch of each figure, the epochs done before the kill replayed.
+    logged = sorted(path.name for path in (whole / "live" / "plots" / "metrics").glob("*.tsv"))
+    assert {"loss.tsv", "train_accuracy.tsv", "lr.tsv", f"validation_{raw['train']['validation_metric']}.tsv"} \
+        <= set(logged)
+    for name in logged:
+        assert (interrupted / "live" / "plots" / "metrics" / name).read_text() == \
+            (whole / "live" / "plots" / "metrics" / name).read_text(), name
+    assert pd.read_csv(whole / "live" / "plots" / "metrics" / "loss.tsv", sep="\t")["step"].tolist() == [1, 2]
+    summary = json.loads((interrupted / "live" / "metrics.json").read_text())
+    assert summary["step"] == 2 and summary["loss"] == pytest.approx(
+        history[history["epoch"] > 1]["loss"].mean(), abs=1e-5)
 
 
 @pytest.mark.slow  # two torchrun processes on 2 cores (~30 s); tests/test_partial_fc.py covers the sharded loss

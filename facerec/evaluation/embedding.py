@@ -1,6 +1,10 @@
-"""Batched embedding extraction with insightface's flip test-time augmentation."""
+"""Batched embedding extraction with insightface's flip test-time augmentation, in torch or
+in onnxruntime."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -10,24 +14,55 @@ from tqdm import tqdm
 from facerec.data.aligned import normalise
 from facerec.runtime.hardware import use_bf16
 
+Runtime = Literal["torch", "onnxruntime"]
 
-@torch.inference_mode()
-def embed_crops(model: nn.Module, crops: torch.Tensor, batch_size: int, flip: bool,
-                precision: str = "fp32") -> np.ndarray:
-    """L2-normalised float32 embeddings N×D of uint8 RGB crops N×3×112×112.
 
-    With ``flip`` the embedding of the mirrored crop is added before normalising. Runs on
-    the model's device (bf16 autocast applies on CPUs).
-    """
+def _torch_forward(model: nn.Module, precision: str) -> Callable[[torch.Tensor], np.ndarray]:
     device = next(model.parameters()).device
     # channels_last: oneDNN's CPU convolutions run ~1.5x faster on NHWC (measured on MobileFaceNet).
     model.eval().to(memory_format=torch.channels_last)
+    bf16 = use_bf16(precision) and device.type == "cpu"
+
+    def forward(batch: torch.Tensor) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(batch.to(device).contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+
+    return forward
+
+
+@torch.inference_mode()
+def forward_crops(model: nn.Module, crops: torch.Tensor, batch_size: int, flip: bool = False,
+                  precision: str = "fp32", runtime: Runtime = "torch", num_threads: int = 1) -> np.ndarray:
+    """The model's raw float32 embeddings N×D of uint8 RGB crops N×3×112×112, before any
+    normalisation (with ``flip``, plus the mirrored crop's).
+
+    In torch it runs on the model's device (bf16 autocast applies on CPUs) on torch's
+    threads; ``runtime="onnxruntime"`` exports the model, checks it against torch on the
+    first batch (``facerec.models.export.onnxruntime_forward``) and runs it on the CPU on
+    ``num_threads`` threads, fp32 only: 1.85x torch's speed on our SFace model here
+    (benchmarks/embedding_speed.py; two batches side by side on one thread each gain less).
+    """
+    if not len(crops):
+        return np.zeros((0, 0), np.float32)
+    if runtime == "onnxruntime":
+        if use_bf16(precision):
+            raise ValueError("onnxruntime embeds in fp32: set precision fp32 or runtime torch")
+        from facerec.models.export import onnxruntime_forward
+
+        forward = onnxruntime_forward(model, normalise(crops[:batch_size]), threads=num_threads)
+    else:
+        forward = _torch_forward(model, precision)
     outputs = []
     for start in tqdm(range(0, len(crops), batch_size), desc="embed", unit="batch", mininterval=10):
-        batch = normalise(crops[start:start + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(precision) and device.type == "cpu"):
-            embedding = model(batch).float()
-            if flip:
-                embedding = embedding + model(batch.flip(-1)).float()
-        outputs.append(torch.nn.functional.normalize(embedding).cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+        batch = normalise(crops[start:start + batch_size])
+        embedding = forward(batch)
+        outputs.append(embedding + forward(batch.flip(-1)) if flip else embedding)
+    return np.concatenate(outputs)
+
+
+def embed_crops(model: nn.Module, crops: torch.Tensor, batch_size: int, flip: bool,
+                precision: str = "fp32", runtime: Runtime = "torch", num_threads: int = 1) -> np.ndarray:
+    """L2-normalised float32 embeddings N×D of uint8 RGB crops N×3×112×112 (``forward_crops``):
+    with ``flip`` the embedding of the mirrored crop is added before normalising."""
+    embeddings = forward_crops(model, crops, batch_size, flip, precision, runtime, num_threads)
+    return nn.functional.normalize(torch.from_numpy(embeddings)).numpy() if len(embeddings) else embeddings

@@ -8,8 +8,10 @@ default exporter (torch.export, then onnxscript's optimiser) as one self-contain
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnxruntime
 import torch
 from torch import nn
@@ -44,5 +46,43 @@ def onnx_max_abs_diff(model: nn.Module, path: str | Path, batch_size: int = 3) -
     (onnx_out,) = session.run(["embeddings"], {"images": images.numpy()})
     with torch.inference_mode():
         torch_out = model.eval()(images)
-    difference = nn.functional.normalize(torch.from_numpy(onnx_out)) - nn.functional.normalize(torch_out)
-    return difference.abs().max().item()
+    return max_normalised_difference(onnx_out, torch_out)
+
+
+def max_normalised_difference(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """Largest |a − b| between the L2-normalised rows of two N×D embedding batches."""
+    a, b = (torch.as_tensor(np.asarray(x, np.float32)) for x in (a, b))
+    return (nn.functional.normalize(a) - nn.functional.normalize(b)).abs().max().item()
+
+
+class OnnxParityError(RuntimeError):
+    """onnxruntime's embeddings of real faces differ from torch's by more than PARITY_TOLERANCE."""
+
+
+def onnxruntime_forward(model: nn.Module, example: torch.Tensor, threads: int):
+    """The eval-mode ``model`` exported to ONNX and run by onnxruntime on the CPU on
+    ``threads`` threads: a function from a float N×3×112×112 batch (the normalised input) to
+    the model's raw N×D float32 embeddings.
+
+    Checked first on ``example`` (real normalised faces, not noise: the figures that matter
+    are on faces) against the torch model; an OnnxParityError says by how much they differ
+    when it exceeds PARITY_TOLERANCE, so a run never scores embeddings torch would not give."""
+    model.eval()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(model, path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(batch: torch.Tensor) -> np.ndarray:
+        return session.run(["embeddings"], {"images": np.ascontiguousarray(batch.numpy(), np.float32)})[0]
+
+    with torch.inference_mode():
+        expected = model(example.float())
+    difference = max_normalised_difference(forward(example), expected)
+    if difference > PARITY_TOLERANCE:
+        raise OnnxParityError(f"onnxruntime's embeddings of {len(example)} faces differ from torch's by "
+                              f"{difference:.2e} (> {PARITY_TOLERANCE}): run this model in torch "
+                              "(runtime: torch in params.yaml's evaluate or monitor section)")
+    return forward

@@ -52,7 +52,8 @@ def embed_evaluation_set(model: ModelRef, evaluation: EvaluationFaces, params: E
 
     assert model.path is not None  # checkpoints have a path (ZooEntry, resolve_model)
     network = load_pretrained(model.arch, model.path)
-    return embed_crops(network, evaluation.crops(), params.batch_size, params.flip, params.precision)
+    return embed_crops(network, evaluation.crops(), params.batch_size, params.flip, params.precision, params.runtime,
+                       params.num_threads)
 
 
 def score_evaluation_set(evaluation: EvaluationFaces, embeddings: np.ndarray) -> tuple[dict, pd.DataFrame]:

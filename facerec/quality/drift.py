@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from facerec.config import MonitorParams
-from facerec.data.aligned import ALIGNED_MANIFEST, load_crops, normalise
+from facerec.data.aligned import ALIGNED_MANIFEST, load_crops
+from facerec.evaluation.embedding import forward_crops
 from facerec.faces.manifest import LANDMARK_COLUMNS, landmarks_of, subjects
 from facerec.runtime.io import read_table
 
@@ -114,21 +115,11 @@ def pose_features(landmarks: np.ndarray) -> pd.DataFrame:
     })
 
 
-@torch.inference_mode()
-def raw_embeddings(model: nn.Module, crops: torch.Tensor, batch_size: int) -> np.ndarray:
-    """The model's float32 embeddings N×D of uint8 RGB crops, before any normalisation:
-    ``facerec.evaluation.embedding.embed_crops`` returns unit vectors, which would hide the norm."""
-    # channels_last as in embed_crops: oneDNN's CPU convolutions run ~1.5x faster on NHWC.
-    model.eval().to(memory_format=torch.channels_last)
-    return torch.cat([model(normalise(crops[start:start + batch_size]).contiguous(memory_format=torch.channels_last))
-                      .float() for start in range(0, len(crops), batch_size)]).numpy()
-
-
-def face_features(faces: pd.DataFrame, aligned_dir: Path, model: nn.Module, batch_size: int) -> FaceSample:
+def face_features(faces: pd.DataFrame, aligned_dir: Path, model: nn.Module, params: MonitorParams) -> FaceSample:
     """The FEATURES of aligned faces (``sample_faces`` rows; crops in the align stage's
-    folder ``aligned_dir``) and their embeddings by ``model``."""
+    folder ``aligned_dir``) and their embeddings by ``model`` (raw: their norm is a feature)."""
     crops = load_crops(aligned_dir, faces["path"].tolist())
-    embeddings = raw_embeddings(model, crops, batch_size)
+    embeddings = forward_crops(model, crops, params.batch_size, runtime=params.runtime, num_threads=params.num_threads)
     norms = np.linalg.norm(embeddings, axis=1)
     features = pd.concat([
         image_features(crops),
@@ -202,7 +193,7 @@ def monitor_sets(reference: tuple[Path, Path], current: tuple[Path, Path], model
     samples: list[FaceSample] = []
     for aligned, faces, total in sides.values():
         log.info("features of %d of the %d faces in %s", len(faces), total, aligned)
-        samples.append(face_features(faces, aligned, model, params.batch_size))
+        samples.append(face_features(faces, aligned, model, params))
     reference_sample, current_sample = samples
     features = with_components(reference_sample, current_sample, params.components)
     report = drift_report(*features, params)

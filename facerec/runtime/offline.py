@@ -8,6 +8,8 @@ import os
 
 OFFLINE_ENVIRONMENT = {
     "DVC_NO_ANALYTICS": "1",
+    # DVCLive posts live metrics to DVC Studio when a Studio token is configured; never from here.
+    "DVC_STUDIO_OFFLINE": "true",
     # Also Evidently's (0.7.23) only switch: evidently.telemetry's event logger and its UI service
     # send usage events unless DO_NOT_TRACK is set, to any value. (EVIDENTLY_DISABLE_TELEMETRY,
     # in evidently/legacy/_config.py, is read by nothing.)

@@ -293,6 +293,20 @@ class _Progress:
         self.validations, self.best_weights = state["validations"], state["best_weights"]
         self.stopping.load_state_dict(state["stopping"])
 
+    def epoch_figures(self, epoch: int, steps_per_epoch: int, metric: str) -> dict[str, float]:
+        """The run's figures after ``epoch`` epochs (0: the started-from weights): the epoch's
+        mean loss and training accuracy and its last learning rate, and the validation at its
+        end when there was one."""
+        figures: dict[str, float] = {}
+        steps = [row for row in self.history if (epoch - 1) * steps_per_epoch < row["step"] <= epoch * steps_per_epoch]
+        if steps:
+            figures = {"loss": float(np.mean([row["loss"] for row in steps])),
+                       "train_accuracy": float(np.mean([row["train_accuracy"] for row in steps])),
+                       "lr": steps[-1]["lr"]}
+        figures.update({f"validation_{metric}": row["score"] for row in self.validations
+                        if row["step"] == epoch * steps_per_epoch})
+        return figures
+
 
 def _save_state(path: Path, fingerprint: str, learner: _Learner, progress: _Progress) -> None:
     with atomic_path(path) as tmp:
@@ -373,7 +387,8 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
                 checkpoint_path: str | Path | None, state_path: str | Path | None = None,
                 on_validation: Callable[[int, float], None] | None = None,
                 initial_weights: dict | None = None, teacher: pd.DataFrame | None = None,
-                start: StartingPoint | None = None) -> TrainResult:
+                start: StartingPoint | None = None,
+                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train ``params.backbone`` with the margin head of ``params.head``; save the checkpoint
     (unless ``checkpoint_path`` is None); return the history.
 
@@ -387,6 +402,9 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
 
     ``on_validation(epoch, score)`` is called after each epoch's validation on the held-out
     identities; an exception it raises (a tuning trial being pruned) ends the run there.
+    ``on_epoch(epoch, figures)`` (rank 0 only; DVCLive's log) gets ``_Progress.epoch_figures``
+    after each epoch, and for epoch 0 the started-from weights' validation; a resumed run
+    gives it the epochs it had done first, so its log is whole.
 
     With ``state_path``, the whole training state (model, head, optimiser, scheduler, grad
     scaler, RNG state, step, history, validations and early-stopping state) is written there
@@ -469,6 +487,14 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
         if params.validation_identities:
             validate(0, start.validation if start is not None else None)  # the started-from weights are a candidate
 
+    def epoch_done(epoch: int) -> None:
+        figures = progress.epoch_figures(epoch, steps_per_epoch, params.validation_metric)
+        if on_epoch is not None and rank == 0 and figures:
+            on_epoch(epoch, figures)
+
+    for done in range(progress.step // steps_per_epoch + 1):  # epoch 0, and those a resumed run had done
+        epoch_done(done)
+
     started = time.perf_counter() - progress.seconds
     learner.model.train()
     learner.head.train()
@@ -491,9 +517,11 @@ def train_model(aligned_dir: str | Path, aligned: pd.DataFrame, params: TrainPar
                                  "lr": learner.optimizer.param_groups[HEAD_GROUP]["lr"]})
         bar.update()
         bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch + 1, refresh=False)
-        if params.validation_identities and progress.step % steps_per_epoch == 0:
-            validate(epoch + 1)
-            if on_validation is not None:
+        if progress.step % steps_per_epoch == 0:
+            if params.validation_identities:
+                validate(epoch + 1)
+            epoch_done(epoch + 1)
+            if params.validation_identities and on_validation is not None:
                 on_validation(epoch, progress.validations[-1]["score"])
         if (state_path and params.checkpoint_every and progress.step % params.checkpoint_every == 0
                 and progress.step < total_steps):

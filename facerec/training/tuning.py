@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,12 +121,24 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def trial_figures(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+    """A finished trial's figures for a live log: its score (a pruned trial's last epoch's),
+    whether it was pruned, the best complete score up to it, and the values it tried."""
+    score = trial.value if trial.value is not None else trial.intermediate_values[max(trial.intermediate_values)]
+    complete = [other.value for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if other.number <= trial.number and other.value is not None]
+    return {"score": score, "pruned": float(trial.state == TrialState.PRUNED),
+            **({"best_score": max(complete)} if complete else {}), **trial.params}
+
+
 def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: TuneParams,
               storage_url: str, initial_weights: dict | None = None,
-              teacher: pd.DataFrame | None = None) -> tuple[optuna.Study, SearchSpace]:
+              teacher: pd.DataFrame | None = None,
+              on_trial: Callable[[int, dict[str, float]], None] | None = None) -> tuple[optuna.Study, SearchSpace]:
     """Run trials until the study holds ``tune.n_trials`` finished ones (or the timeout); each
     trial trains as ``train`` says, from ``initial_weights`` and with ``teacher`` when given
-    (``facerec.training.loop.train_model``)."""
+    (``facerec.training.loop.train_model``). ``on_trial(number, trial_figures)`` (DVCLive's
+    log) gets each finished trial: those the study held already, then each as it ends."""
     if not train.validation_identities:
         raise ValueError("tuning scores trials on held-out people: set train.validation_identities above 0")
     space = SearchSpace.of(train, tune)
@@ -158,11 +171,17 @@ def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: 
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
         return result.summary[f"validation_{train.validation_metric}"]
 
+    def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial is not None and trial.state in FINISHED:
+            on_trial(trial.number, trial_figures(study, trial))
+
+    for trial in study.get_trials(deepcopy=False, states=FINISHED):
+        finished(study, trial)
     if remaining > 0:
-        # The callback ends this worker once the shared study is complete, whoever ran the trials.
+        # MaxTrialsCallback ends this worker once the shared study is complete, whoever ran the trials.
         study.optimize(objective, n_trials=remaining,
                        timeout=tune.timeout_minutes * 60 if tune.timeout_minutes else None,
-                       callbacks=[MaxTrialsCallback(tune.n_trials, states=FINISHED)])
+                       callbacks=[MaxTrialsCallback(tune.n_trials, states=FINISHED), finished])
     return study, space
 
 
