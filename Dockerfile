@@ -19,6 +19,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # project, as the README's Prefect steps keep it; matplotlib's cache in /tmp; USER for
 # getpass.getuser(), which DVC calls and which fails on such a uid.
 ENV DVC_NO_ANALYTICS=1 \
+    DVC_STUDIO_OFFLINE=true \
     DO_NOT_TRACK=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     YOLO_OFFLINE=1 \
