@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
-METRICS_FILE = "metrics.json"
 PLOTS_DIR = Path("plots") / "metrics"
 
 
