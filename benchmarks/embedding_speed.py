@@ -1,16 +1,19 @@
-"""How the evaluate stage embeds a checkpoint's faces, against torch, in one run: real
-aligned faces of an evaluation set through our trained model, with flip.
+"""How the evaluate stage embeds a checkpoint's faces, in one run: real aligned faces of an
+evaluation set through our trained model, with flip, in batches of ``--batch-size``.
 
-- ``torch``: ``embed_crops`` in torch (eager, channels_last, fp32) on ``--threads`` threads;
-- ``onnxruntime_1_call_x_N_threads`` (what ``evaluate.runtime: onnxruntime`` does): the
-  exported model in onnxruntime, one batch at a time on ``--threads`` intra-op threads;
-- ``onnxruntime_N_calls_x_1_thread``: ``--threads`` batches side by side (Python threads:
-  onnxruntime releases the GIL), one intra-op thread each.
+- ``torch`` (``evaluate.runtime: torch``, the default): ``embed_crops`` in torch (eager,
+  channels_last, fp32) on ``--threads`` threads, glibc keeping the freed activations
+  (``facerec.runtime.memory.kept_freed_memory``);
+- ``torch_glibc_defaults``: the same under glibc's default allocator settings, which unmap
+  every freed block over 32 MB (how the stage embedded before): each batch faults its
+  activations' pages in again;
+- ``onnxruntime`` (``evaluate.runtime: onnxruntime``): the exported model in onnxruntime, one
+  batch at a time on ``--threads`` intra-op threads (its own arena keeps its memory).
 
-The variants alternate for ``--repeats`` rounds and each keeps its best time (the export and
-the parity check, which ``embed_crops`` does before its first batch, are timed once apart as
-``onnxruntime_setup_seconds``: included in that variant's time). Also the
-largest difference of each from torch's L2-normalised embeddings.
+The variants alternate for ``--repeats`` rounds and each keeps its best time (onnxruntime's
+export and parity check, which ``embed_crops`` does before its first batch, are timed once
+apart as ``onnxruntime_setup_seconds``: included in that variant's time). Also the largest
+difference of each from torch's L2-normalised embeddings.
 
     python benchmarks/embedding_speed.py --evalset data/evalsets/lfw \
         --checkpoint models/facerec_sface_adapted/model.pt --out benchmarks/results/embedding_speed.json
@@ -23,8 +26,8 @@ import json
 import os
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -34,6 +37,7 @@ from facerec.evaluation.embedding import embed_crops
 from facerec.evaluation.sets import read_evaluation_set
 from facerec.models.checkpoints import load_pretrained
 from facerec.models.export import onnxruntime_forward
+from facerec.runtime import memory
 
 
 def main() -> None:
@@ -53,22 +57,16 @@ def main() -> None:
     onnxruntime_forward(model, normalise(crops[:args.batch_size]), threads=args.threads)
     setup_seconds = time.perf_counter() - started
 
-    single_threaded = onnxruntime_forward(model, normalise(crops[:args.batch_size]), threads=1)
-
-    def side_by_side(start: int) -> np.ndarray:
-        batch = normalise(crops[start:start + args.batch_size])
-        embedding = torch.from_numpy(single_threaded(batch) + single_threaded(batch.flip(-1)))
-        return torch.nn.functional.normalize(embedding).numpy()
-
-    def many_calls_one_thread() -> np.ndarray:
-        with ThreadPoolExecutor(args.threads) as pool:
-            return np.concatenate(list(pool.map(side_by_side, range(0, len(crops), args.batch_size))))
+    def glibc_defaults() -> np.ndarray:
+        # kept_freed_memory leaves the allocator alone where it finds no glibc: made to find none.
+        with patch.object(memory, "_glibc", lambda: None):
+            return embed_crops(model, crops, args.batch_size, True)
 
     variants = {
         "torch": lambda: embed_crops(model, crops, args.batch_size, True),
-        f"onnxruntime_1_call_x_{args.threads}_threads": lambda: embed_crops(
-            model, crops, args.batch_size, True, runtime="onnxruntime", num_threads=args.threads),
-        f"onnxruntime_{args.threads}_calls_x_1_thread": many_calls_one_thread,
+        "torch_glibc_defaults": glibc_defaults,
+        "onnxruntime": lambda: embed_crops(model, crops, args.batch_size, True, runtime="onnxruntime",
+                                           num_threads=args.threads),
     }
     best = dict.fromkeys(variants, float("inf"))
     outputs: dict[str, np.ndarray] = {}

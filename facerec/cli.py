@@ -60,7 +60,7 @@ def export(out: Annotated[Path, typer.Option(help="the .onnx file to write")],
     """Export a model to ONNX (dynamic batch, RGB input) and check it against torch with onnxruntime."""
     from facerec.models.backbones import build_backbone
     from facerec.models.checkpoints import load_checkpoint
-    from facerec.models.export import PARITY_TOLERANCE, export_onnx, onnx_max_abs_diff
+    from facerec.models.export import PARITY_TOLERANCE, cpu_session, export_onnx, onnx_max_abs_diff
 
     if checkpoint is None and arch is None:
         raise typer.BadParameter("give --checkpoint, --arch or both")
@@ -74,7 +74,7 @@ def export(out: Annotated[Path, typer.Option(help="the .onnx file to write")],
     except (ValueError, FileNotFoundError) as error:
         raise typer.BadParameter(str(error)) from None
     export_onnx(model, out)
-    difference = onnx_max_abs_diff(model, out)
+    difference = onnx_max_abs_diff(model, cpu_session(out))
     print_record({"onnx": str(out), "arch": arch, "size_mb": out.stat().st_size / 2**20,
                   "max_abs_diff_normalised": difference})
     if difference > PARITY_TOLERANCE:

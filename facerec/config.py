@@ -353,8 +353,8 @@ class EvaluateParams(_Section):
     batch_size: int = Field(128, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
     runtime: Literal["torch", "onnxruntime"] = Field(
-        "onnxruntime", description="what runs checkpoints: onnxruntime (fp32, CPU; checked against torch on the "
-        "first batch) or torch (any precision, the model's device)")
+        "torch", description="what runs checkpoints: torch (any precision, the model's device) or onnxruntime "
+        "(fp32, CPU; checked against torch on the first batch)")
     num_threads: int = Field(2, ge=1)
     sets: dict[Name, EvaluationSet] = Field(
         default_factory=dict, description="name -> evaluation set; every model is scored on each")
@@ -485,7 +485,7 @@ class MonitorParams(_Section):
         "warn", description="the face-monitor flow posts a warning artifact, or fails its run")
     batch_size: int = Field(128, ge=1)
     runtime: Literal["torch", "onnxruntime"] = Field(
-        "onnxruntime", description="what embeds the faces, in fp32: onnxruntime (checked against torch on the "
+        "torch", description="what embeds the faces, in fp32: onnxruntime (checked against torch on the "
         "first batch) or torch")
     num_threads: int = Field(2, ge=1)
     seed: int = 0

@@ -7,15 +7,18 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
+from optuna.trial import TrialState
 
 from conftest import PROJECT_ROOT, run
 from facerec.config import ConfigError, load_params, parse_params
 from facerec.data.people import without_heldout
 from facerec.data.training_faces import training_manifest
 from facerec.pipeline.tune import tune
+from facerec.reports.tuning_report import write_tuning_report
 from facerec.training import tuning
 from facerec.training.loop import StartingPoint, starting_point, train_model
 from facerec.training.transfer import initial_weights
@@ -107,13 +110,37 @@ def test_every_trial_of_a_study_is_handed_the_one_starting_point(small_project: 
 
     def trial(*args, start: StartingPoint | None = None, **kwargs) -> SimpleNamespace:
         handed.append(start)
-        return SimpleNamespace(summary={f"validation_{settings.train.validation_metric}": 0.5})
+        return SimpleNamespace(validation=pd.DataFrame({"step": [0, 4], "score": [0.9, 0.5]}))
 
     monkeypatch.setattr(tuning, "train_model", trial)
     tune_params = settings.tune.model_copy(update={"n_trials": 3})
     tuning.run_study(aligned, faces, settings.train, tune_params, f"sqlite:///{tmp_path / 'study.db'}",
                      initial_weights(settings))
     assert len(handed) == 3 and handed[0] is not None and all(start is handed[0] for start in handed)
+
+
+def _stage_study(project: Path) -> optuna.Study:
+    """The study the project's tune stage ran (its default SQLite storage)."""
+    result = json.loads((project / "metrics" / "tune.json").read_text())
+    return optuna.load_study(study_name=result["study"], storage=f"sqlite:///{project / 'models/tune/study.db'}")
+
+
+def test_the_tuning_report_is_written_byte_for_byte_again_from_the_same_study(small_project: Path,
+                                                                              tmp_path: Path) -> None:
+    """A DVC out: a rerun of the same study must not change its hash (plotly's div ids are
+    random and fANOVA's forest too unless fixed)."""
+    write_tuning_report(tmp_path / "again.html", _stage_study(small_project))
+    assert (tmp_path / "again.html").read_bytes() == (small_project / "metrics" / "tune" / "report.html").read_bytes()
+
+
+def test_a_trial_is_scored_on_its_own_epochs_not_on_the_weights_every_trial_starts_from(small_project: Path) -> None:
+    """The started-from weights' step-0 validation is the same in every trial: a trial that
+    never beats it still scores its own best epoch, so trials that differ get different scores."""
+    complete = _stage_study(small_project).get_trials(states=(TrialState.COMPLETE,))
+    assert complete
+    for trial in complete:  # the scores reported after each of its epochs (what the pruner compares)
+        assert trial.value == max(trial.intermediate_values.values())
+    assert tuning.trial_score(pd.DataFrame({"step": [0, 3, 6], "score": [0.95, 0.80, 0.85]})) == 0.85
 
 
 def test_the_search_space_follows_the_chosen_head_and_the_optional_ranges() -> None:

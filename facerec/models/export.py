@@ -34,19 +34,34 @@ def export_onnx(model: nn.Module, path: str | Path) -> None:
                           verbose=False)
 
 
-def onnx_max_abs_diff(model: nn.Module, path: str | Path, batch_size: int = 3) -> float:
+def onnx_max_abs_diff(model: nn.Module, session: onnxruntime.InferenceSession, batch_size: int = 3) -> float:
     """Largest |ONNX − torch| over the L2-normalised embeddings of a random batch, the ONNX
-    model run by onnxruntime on the CPU.
+    model run by ``session`` (``cpu_session``).
 
     Normalised, because cosine similarity is what matching uses and the raw scale is arbitrary
     (a randomly initialised AdaFace net emits ~400, a MobileFaceNet ~1e-4).
     """
     images = torch.randn(batch_size, *INPUT_SHAPE, generator=torch.Generator().manual_seed(0))
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(["embeddings"], {"images": images.numpy()})
     with torch.inference_mode():
         torch_out = model.eval()(images)
     return max_normalised_difference(onnx_out, torch_out)
+
+
+def cpu_session(path: str | Path, threads: int = 0) -> onnxruntime.InferenceSession:
+    """onnxruntime's CPU session of the ONNX file ``path`` on ``threads`` intra-op threads
+    (0: onnxruntime's default, one per physical core)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def exported_session(model: nn.Module, threads: int = 0) -> onnxruntime.InferenceSession:
+    """The eval-mode ``model`` exported (``export_onnx``, to a temporary file) in a ``cpu_session``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(model, path)
+        return cpu_session(path, threads)
 
 
 def max_normalised_difference(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -67,19 +82,13 @@ def onnxruntime_forward(model: nn.Module, example: torch.Tensor, threads: int):
     Checked first on ``example`` (real normalised faces, not noise: the figures that matter
     are on faces) against the torch model; an OnnxParityError says by how much they differ
     when it exceeds PARITY_TOLERANCE, so a run never scores embeddings torch would not give."""
-    model.eval()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.onnx"
-        export_onnx(model, path)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = exported_session(model, threads)
 
     def forward(batch: torch.Tensor) -> np.ndarray:
         return session.run(["embeddings"], {"images": np.ascontiguousarray(batch.numpy(), np.float32)})[0]
 
     with torch.inference_mode():
-        expected = model(example.float())
+        expected = model(example)
     difference = max_normalised_difference(forward(example), expected)
     if difference > PARITY_TOLERANCE:
         raise OnnxParityError(f"onnxruntime's embeddings of {len(example)} faces differ from torch's by "

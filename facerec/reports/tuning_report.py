@@ -41,7 +41,12 @@ def study_figures(study: optuna.Study) -> list[tuple[str, go.Figure | str]]:
          optuna.visualization.plot_intermediate_values(study)),
     ]
     if len(complete) >= 2 and len(names) >= 2:
-        figures.append(("Parameter importances (fANOVA)", optuna.visualization.plot_param_importances(study)))
+        if len({trial.value for trial in complete}) >= 2:
+            # fANOVA's forest is random: seeded, so that a rerun writes the same page (a DVC out).
+            figures.append(("Parameter importances (fANOVA)", optuna.visualization.plot_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))))
+        else:  # fANOVA shares the scores' variance among the parameters: there is none to share
+            figures.append(("Parameter importances", "every complete trial has the same score"))
         figures.append((f"Contour of {names[0]} x {names[1]}",
                         optuna.visualization.plot_contour(study, params=names[:2])))
     else:
@@ -53,8 +58,10 @@ def study_figures(study: optuna.Study) -> list[tuple[str, go.Figure | str]]:
 def write_tuning_report(path: str | Path, study: optuna.Study) -> None:
     """Write the study's plots to ``path`` as one page that opens offline."""
     sections = []
-    for heading, figure in study_figures(study):
-        body = (figure.to_html(full_html=False, include_plotlyjs=False) if isinstance(figure, go.Figure)
+    for number, (heading, figure) in enumerate(study_figures(study)):
+        # A fixed div id: plotly's default is random, which would change the page every rerun.
+        body = (figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{number}")
+                if isinstance(figure, go.Figure)
                 else f'<p class="note">{html.escape(figure)}</p>')
         sections.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
     page = _PAGE.format(title=html.escape(f"Optuna study {study.study_name}"), plotly=get_plotlyjs(),

