@@ -15,6 +15,10 @@ from facerec.runtime.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+# Named, not plotly's default ("plotly"), which other libraries edit in place when imported
+# (Evidently sets its colours on it): the page is the same whatever this process imported.
+TEMPLATE = "plotly_white"
+
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -60,7 +64,8 @@ def write_tuning_report(path: str | Path, study: optuna.Study) -> None:
     sections = []
     for number, (heading, figure) in enumerate(study_figures(study)):
         # A fixed div id: plotly's default is random, which would change the page every rerun.
-        body = (figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{number}")
+        body = (figure.update_layout(template=TEMPLATE).to_html(full_html=False, include_plotlyjs=False,
+                                                                 div_id=f"figure-{number}")
                 if isinstance(figure, go.Figure)
                 else f'<p class="note">{html.escape(figure)}</p>')
         sections.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
